@@ -1,0 +1,5 @@
+"""Cross-framework parity harness (se_flax vs se_torch_ref) and its pytest suite."""
+
+from parity_tests.harness import EVAL_TOL, TRAIN_TOL, ParityReport, Row, compare
+
+__all__ = ["EVAL_TOL", "TRAIN_TOL", "ParityReport", "Row", "compare"]

@@ -1,0 +1,222 @@
+"""Cross-framework parity harness: same weights, same input, compare everything.
+
+`compare(flax_module, torch_module, x)` copies the PyTorch weights into Flax through
+`se_flax.mapping`, runs both (the input is given in PyTorch layout, channels first, and
+transposed for Flax), and returns a `ParityReport` with one row per compared tensor: the output,
+every recorded attention gate, optionally the outputs of named submodules (`probes`), the
+BatchNorm running statistics after a training-mode forward, and the gradients of a fixed random
+linear loss with respect to the input and every parameter.
+
+Error metric (DESIGN.md): `max|flax - torch| / max(1, max|torch|)`. Tolerances: eval outputs and
+gates 1e-5; anything in training mode (outputs, running statistics, gradients) 1e-4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+from se_flax.mapping import convert_torch_to_flax, flatten, flax_name, flax_to_torch
+
+EVAL_TOL = 1e-5
+TRAIN_TOL = 1e-4
+GATE_ATTRS = {"last_gate": "gate", "last_spatial_gate": "spatial_gate"}
+
+
+@dataclass
+class Row:
+    """One compared tensor."""
+
+    name: str
+    kind: str
+    max_abs: float
+    max_rel: float
+    tol: float
+
+    @property
+    def ok(self) -> bool:
+        """Whether the scaled error is within tolerance."""
+        return bool(self.max_rel <= self.tol)
+
+
+@dataclass
+class ParityReport:
+    """All rows of one comparison, in forward order."""
+
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every row is within tolerance."""
+        return all(r.ok for r in self.rows)
+
+    def first_failure(self) -> Row | None:
+        """The first row (in forward order) that exceeds its tolerance."""
+        return next((r for r in self.rows if not r.ok), None)
+
+    def of_kind(self, kind: str) -> list[Row]:
+        """Rows of one kind: output, probe, gate, running_stat, grad."""
+        return [r for r in self.rows if r.kind == kind]
+
+    def table(self) -> str:
+        """Plain-text table: name, kind, max abs error, scaled error, tolerance, status."""
+        width = max([len(r.name) for r in self.rows] + [10])
+        lines = [f"{'tensor':<{width}}  {'kind':<12} {'max abs':>10} {'max rel':>10} "
+                 f"{'tol':>7}  ok"]
+        for r in self.rows:
+            lines.append(f"{r.name:<{width}}  {r.kind:<12} {r.max_abs:>10.3e} {r.max_rel:>10.3e}"
+                         f" {r.tol:>7.0e}  {'yes' if r.ok else 'NO'}")
+        return "\n".join(lines)
+
+
+def channels_last(a: np.ndarray) -> np.ndarray:
+    """`(N, C, ...)` → `(N, ..., C)`; arrays of rank ≤ 2 are returned unchanged."""
+    return np.moveaxis(a, 1, -1) if a.ndim > 2 else a
+
+
+def error(ours: Any, ref: Any) -> tuple[float, float]:
+    """`(max |Δ|, max |Δ| / max(1, max |ref|))` in float64."""
+    a, b = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shape mismatch: flax {a.shape} vs torch {b.shape}")
+    if a.size == 0:
+        return 0.0, 0.0
+    diff = float(np.max(np.abs(a - b)))
+    return diff, diff / max(1.0, float(np.max(np.abs(b))))
+
+
+def torch_state_dict(module: torch.nn.Module) -> dict[str, np.ndarray]:
+    """A module's state dict as NumPy arrays."""
+    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def load_torch_weights(flax_module: nn.Module, torch_module: torch.nn.Module,
+                       x_flax: jax.Array, renames: Iterable[tuple[str, str]] = ()
+                       ) -> dict[str, Any]:
+    """Initialise `flax_module` on `x_flax` and overwrite every variable with torch's weights."""
+    template = jax.eval_shape(lambda: flax_module.init(jax.random.PRNGKey(0), x_flax))
+    template = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), dict(template))
+    template.pop("intermediates", None)
+    variables, _ = convert_torch_to_flax(torch_state_dict(torch_module), template,
+                                         renames=renames)
+    return jax.tree.map(jnp.asarray, variables)
+
+
+def _torch_gates(module: torch.nn.Module) -> dict[tuple[str, ...], np.ndarray]:
+    gates = {}
+    for name, sub in module.named_modules():
+        for attr, leaf in GATE_ATTRS.items():
+            value = getattr(sub, attr, None)
+            if isinstance(value, torch.Tensor):
+                gates[(*flax_name(name), leaf)] = channels_last(value.detach().numpy())
+    return gates
+
+
+def _sown(tree: dict[str, Any], leaves: set[str],
+          prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """Paths of sown values (tuples) whose leaf name is in `leaves`."""
+    found = {}
+    for k, v in tree.items():
+        if isinstance(v, tuple) and k in leaves:
+            found[(*prefix, k)] = v
+        elif isinstance(v, dict):
+            found.update(_sown(v, leaves, (*prefix, k)))
+    return found
+
+
+def compare(flax_module: nn.Module, torch_module: torch.nn.Module, x: np.ndarray, *,
+            train: bool = False, grads: bool = True, probes: Sequence[str] = (),
+            renames: Iterable[tuple[str, str]] = (), seed: int = 0) -> ParityReport:
+    """Run both modules on `x` (PyTorch layout) and compare outputs, gates, stats and grads.
+
+    `probes` are PyTorch submodule names (`"layer1.0"`) whose outputs are compared too; the
+    matching Flax module is found by the naming rule of `se_flax.mapping`.
+    """
+    x = np.asarray(x, np.float32)
+    x_flax = jnp.asarray(channels_last(x))
+    variables = load_torch_weights(flax_module, torch_module, x_flax, renames)
+    params = variables["params"]
+    state = {k: v for k, v in variables.items() if k != "params"}
+    probe_paths = {flax_name(p): p for p in probes}
+
+    out_shape = jax.eval_shape(lambda: flax_module.apply(variables, x_flax, train=train,
+                                                         mutable=["batch_stats"])[0]).shape
+    w = np.random.default_rng(seed).standard_normal(out_shape).astype(np.float32)
+
+    def capture(mdl: nn.Module, method: str) -> bool:
+        return method == "__call__" and tuple(mdl.scope.path) in probe_paths
+
+    def loss_fn(p: Any, xf: jax.Array) -> tuple[jax.Array, tuple[jax.Array, Any]]:
+        out, new_state = flax_module.apply(
+            {"params": p, **state}, xf, train=train, capture_intermediates=capture,
+            mutable=["intermediates", "batch_stats"])
+        return jnp.sum(out.astype(jnp.float32) * w), (out, new_state)
+
+    with jax.default_matmul_precision("highest"):
+        if grads:
+            (_, (out_f, new_state)), (g_params, g_x) = jax.jit(
+                jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True))(params, x_flax)
+        else:
+            _, (out_f, new_state) = jax.jit(loss_fn)(params, x_flax)
+
+    torch_module.train(train)
+    x_t = torch.tensor(x, requires_grad=grads)
+    hooks, probe_out = [], {}
+    modules = dict(torch_module.named_modules())
+    for name in probes:
+        hooks.append(modules[name].register_forward_hook(
+            lambda _m, _i, o, name=name: probe_out.__setitem__(name, o.detach().numpy())))
+    out_t = torch_module(x_t)
+    for h in hooks:
+        h.remove()
+    if grads:
+        torch_module.zero_grad()
+        (out_t * torch.from_numpy(np.moveaxis(w, -1, 1) if w.ndim > 2 else w)).sum().backward()
+
+    tol = TRAIN_TOL if train else EVAL_TOL
+    report = ParityReport()
+    inter = new_state.get("intermediates", {})
+    flax_gates = {path: np.asarray(v[0]) for path, v in
+                  _sown(inter, set(GATE_ATTRS.values())).items()}
+    torch_gates = _torch_gates(torch_module)
+    if set(flax_gates) != set(torch_gates):
+        raise ValueError(f"gates recorded differ: flax {sorted(flax_gates)} vs torch "
+                         f"{sorted(torch_gates)}")
+    flax_probes = {path[:-1]: v[0] for path, v in _sown(inter, {"__call__"}).items()}
+    # Forward order: probes and gates interleaved by module registration order.
+    order = {flax_name(n): i for i, n in enumerate(modules)}
+    keyed: list[tuple[int, Row]] = []
+    for path, ref in torch_gates.items():
+        keyed.append((order.get(path[:-1], 0), Row(
+            "/".join(path), "gate", *error(flax_gates[path], ref), tol)))
+    for path, name in probe_paths.items():
+        keyed.append((order.get(path, 0), Row(
+            name, "probe", *error(flax_probes[path], channels_last(probe_out[name])), tol)))
+    report.rows.extend(r for _, r in sorted(keyed, key=lambda t: t[0]))
+    report.rows.append(Row("output", "output", *error(
+        out_f, channels_last(out_t.detach().numpy())), tol))
+
+    if train:
+        flax_stats = flax_to_torch({"batch_stats": new_state.get("batch_stats", {})})
+        torch_stats = torch_state_dict(torch_module)
+        for key, value in flax_stats.items():
+            if key.endswith(("running_mean", "running_var")):
+                report.rows.append(Row(key, "running_stat",
+                                       *error(value, torch_stats[key]), TRAIN_TOL))
+    if grads:
+        flax_grads = flax_to_torch({"params": g_params})
+        report.rows.append(Row("input", "grad", *error(
+            g_x, channels_last(x_t.grad.numpy())), TRAIN_TOL))
+        for key, p in torch_module.named_parameters():
+            if p.grad is None:
+                raise ValueError(f"torch parameter {key} received no gradient")
+            ours = flax_grads[key].reshape(p.shape)
+            report.rows.append(Row(key, "grad", *error(ours, p.grad.numpy()), TRAIN_TOL))
+    return report

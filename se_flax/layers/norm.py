@@ -1,0 +1,62 @@
+"""BatchNorm whose running statistics mean exactly what PyTorch's mean.
+
+Ioffe & Szegedy, "Batch Normalization", 2015. In training both frameworks normalise with the
+*biased* batch variance, but `torch.nn.BatchNorm*d` stores the *unbiased* variance `n / (n - 1)`
+in `running_var`, while `flax.linen.BatchNorm` stores the biased one. This module stores the
+unbiased one, so `batch_stats["var"]` is PyTorch's `running_var` bit for bit in meaning and
+conversion is a copy. Statistics are computed in float32 with the two-pass formula
+`mean((x - mean)^2)` (not `E[x^2] - E[x]^2`, which cancels catastrophically), synchronised over
+`axis_name` when given. `momentum=0.9` here is PyTorch's `momentum=0.1`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+
+class BatchNorm(nn.Module):
+    """Batch normalisation over all axes but the last (channels-last), PyTorch-compatible."""
+
+    use_running_average: bool | None = None
+    momentum: float = 0.9
+    epsilon: float = 1e-5
+    axis_name: str | None = None
+    dtype: Any = None
+    scale_init: Any = nn.initializers.ones
+
+    @nn.compact
+    def __call__(self, x: jax.Array, use_running_average: bool | None = None) -> jax.Array:
+        """Normalise `x`; in training mode also update the running statistics."""
+        use_ra = nn.merge_param("use_running_average", self.use_running_average,
+                                use_running_average)
+        features = x.shape[-1]
+        f32 = jnp.float32
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), f32))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), f32))
+        scale = self.param("scale", self.scale_init, (features,), f32)
+        bias = self.param("bias", nn.initializers.zeros, (features,), f32)
+        xf = x.astype(f32)
+        if use_ra:
+            mean, var = ra_mean.value, ra_var.value
+        else:
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(xf, axes)
+            if self.axis_name is not None:
+                mean = lax.pmean(mean, self.axis_name)
+            var = jnp.mean(jnp.square(xf - mean), axes)
+            count = x.size // features
+            if self.axis_name is not None:
+                var = lax.pmean(var, self.axis_name)
+                count = count * lax.psum(1, self.axis_name)
+            if not self.is_initializing():
+                unbiased = var * (count / jnp.maximum(count - 1, 1))
+                m = self.momentum
+                ra_mean.value = m * ra_mean.value + (1.0 - m) * mean
+                ra_var.value = m * ra_var.value + (1.0 - m) * unbiased
+        y = (xf - mean) * (lax.rsqrt(var + self.epsilon) * scale) + bias
+        return y.astype(self.dtype or x.dtype)
