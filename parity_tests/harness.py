@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from se_flax.mapping import convert_torch_to_flax, flatten, flax_name, flax_to_torch
+from se_flax.mapping import convert_torch_to_flax, flax_name, flax_to_torch
 
 EVAL_TOL = 1e-5
 TRAIN_TOL = 1e-4

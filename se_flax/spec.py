@@ -110,8 +110,9 @@ def check_input(module: str, shape: tuple[int, ...], channels: int, channel_axis
     rank = len(shape)
     expected_ranks = (spatial_dims + 2,) if spatial_dims else (3, 4, 5)
     if rank not in expected_ranks:
-        raise ValueError(f"{module}: input of rank {rank} (shape {tuple(shape)}); expected rank "
-                         f"{' or '.join(map(str, expected_ranks))} (batch, channels and 1-3 spatial axes)")
+        ranks = " or ".join(map(str, expected_ranks))
+        raise ValueError(f"{module}: input of rank {rank} (shape {tuple(shape)}); expected "
+                         f"rank {ranks} (batch, channels, 1-3 spatial axes)")
     if shape[channel_axis] != channels:
         raise ValueError(f"{module}: input has {shape[channel_axis]} channels (shape "
                          f"{tuple(shape)}); the module was built for channels={channels}")

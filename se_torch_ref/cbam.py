@@ -11,8 +11,15 @@ import torch
 from torch import nn
 
 from se_flax.spec import check_input, check_positive_int, reduced_channels
-from se_torch_ref.functional import activation, conv_class, gate_module, norm_class, rescale, \
-    spatial_max, spatial_mean
+from se_torch_ref.functional import (
+    activation,
+    conv_class,
+    gate_module,
+    norm_class,
+    rescale,
+    spatial_max,
+    spatial_mean,
+)
 from se_torch_ref.pointwise import apply_pointwise, make_pointwise
 
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from se_flax.spec import SPATIAL_DIMS, check_choice, check_input, check_positive_int, \
-    eca_kernel_size
+from se_flax.spec import (
+    SPATIAL_DIMS,
+    check_choice,
+    check_input,
+    check_positive_int,
+    eca_kernel_size,
+)
 from se_torch_ref.functional import gate_module, rescale, spatial_mean
 
 

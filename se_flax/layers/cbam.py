@@ -18,8 +18,13 @@ from se_flax.layers.functional import activation, gate_fn, rescale, spatial_max,
 from se_flax.layers.labels import module_label
 from se_flax.layers.norm import BatchNorm
 from se_flax.layers.pointwise import Pointwise
-from se_flax.spec import SPATIAL_DIMS, check_choice, check_input, check_positive_int, \
-    reduced_channels
+from se_flax.spec import (
+    SPATIAL_DIMS,
+    check_choice,
+    check_input,
+    check_positive_int,
+    reduced_channels,
+)
 
 
 class ChannelAttention(nn.Module):

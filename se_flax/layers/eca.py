@@ -13,8 +13,13 @@ import jax
 
 from se_flax.layers.functional import gate_fn, rescale, spatial_mean
 from se_flax.layers.labels import module_label
-from se_flax.spec import SPATIAL_DIMS, check_choice, check_input, check_positive_int, \
-    eca_kernel_size
+from se_flax.spec import (
+    SPATIAL_DIMS,
+    check_choice,
+    check_input,
+    check_positive_int,
+    eca_kernel_size,
+)
 
 
 class ECA(nn.Module):

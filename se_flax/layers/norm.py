@@ -45,14 +45,15 @@ class BatchNorm(nn.Module):
             mean, var = ra_mean.value, ra_var.value
         else:
             axes = tuple(range(x.ndim - 1))
+            axis_name = None if self.is_initializing() else self.axis_name  # init runs unmapped
             mean = jnp.mean(xf, axes)
-            if self.axis_name is not None:
-                mean = lax.pmean(mean, self.axis_name)
+            if axis_name is not None:
+                mean = lax.pmean(mean, axis_name)
             var = jnp.mean(jnp.square(xf - mean), axes)
             count = x.size // features
-            if self.axis_name is not None:
-                var = lax.pmean(var, self.axis_name)
-                count = count * lax.psum(1, self.axis_name)
+            if axis_name is not None:
+                var = lax.pmean(var, axis_name)
+                count = count * lax.psum(1, axis_name)
             if not self.is_initializing():
                 unbiased = var * (count / jnp.maximum(count - 1, 1))
                 m = self.momentum
