@@ -13,6 +13,7 @@ gates 1e-5; anything in training mode (outputs, running statistics, gradients) 1
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,13 +134,33 @@ def _sown(tree: dict[str, Any], leaves: set[str],
 
 def compare(flax_module: nn.Module, torch_module: torch.nn.Module, x: np.ndarray, *,
             train: bool = False, grads: bool = True, probes: Sequence[str] = (),
-            renames: Iterable[tuple[str, str]] = (), seed: int = 0) -> ParityReport:
+            renames: Iterable[tuple[str, str]] = (), seed: int = 0,
+            dtype: str = "float32") -> ParityReport:
     """Run both modules on `x` (PyTorch layout) and compare outputs, gates, stats and grads.
 
     `probes` are PyTorch submodule names (`"layer1.0"`) whose outputs are compared too; the
     matching Flax module is found by the naming rule of `se_flax.mapping`.
+
+    `dtype="float64"` runs both frameworks in double precision (on a copy of the torch module,
+    JAX under `jax.enable_x64`). Use it for gradients of deep ReLU networks: ReLU is continuous
+    but its derivative is not, so a pre-activation within float32 rounding of zero can take the
+    other branch in one framework and change that element's gradient by O(1). PyTorch's float32
+    gradients of ResNet-50 (batch 2, 96x96, train mode) differ from its own float64 ones by
+    ~2e-2 for that reason, while the two frameworks agree to ~1e-12 in float64.
     """
-    x = np.asarray(x, np.float32)
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"compare: dtype={dtype!r}; expected 'float32' or 'float64'")
+    if dtype == "float64":
+        with jax.enable_x64(True):
+            return _compare(flax_module, copy.deepcopy(torch_module).double(),
+                            np.asarray(x, np.float64), train, grads, probes, renames, seed)
+    return _compare(flax_module, torch_module, np.asarray(x, np.float32), train, grads, probes,
+                    renames, seed)
+
+
+def _compare(flax_module: nn.Module, torch_module: torch.nn.Module, x: np.ndarray, train: bool,
+             grads: bool, probes: Sequence[str], renames: Iterable[tuple[str, str]],
+             seed: int) -> ParityReport:
     x_flax = jnp.asarray(channels_last(x))
     variables = load_torch_weights(flax_module, torch_module, x_flax, renames)
     params = variables["params"]
@@ -148,7 +169,7 @@ def compare(flax_module: nn.Module, torch_module: torch.nn.Module, x: np.ndarray
 
     out_shape = jax.eval_shape(lambda: flax_module.apply(variables, x_flax, train=train,
                                                          mutable=["batch_stats"])[0]).shape
-    w = np.random.default_rng(seed).standard_normal(out_shape).astype(np.float32)
+    w = np.random.default_rng(seed).standard_normal(out_shape).astype(x.dtype)
 
     def capture(mdl: nn.Module, method: str) -> bool:
         return method == "__call__" and tuple(mdl.scope.path) in probe_paths
@@ -157,7 +178,7 @@ def compare(flax_module: nn.Module, torch_module: torch.nn.Module, x: np.ndarray
         out, new_state = flax_module.apply(
             {"params": p, **state}, xf, train=train, capture_intermediates=capture,
             mutable=["intermediates", "batch_stats"])
-        return jnp.sum(out.astype(jnp.float32) * w), (out, new_state)
+        return jnp.sum(out * w), (out, new_state)
 
     with jax.default_matmul_precision("highest"):
         if grads:

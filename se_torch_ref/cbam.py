@@ -13,6 +13,7 @@ from torch import nn
 from se_flax.spec import check_input, check_positive_int, reduced_channels
 from se_torch_ref.functional import (
     activation,
+    at_least_fp32,
     conv_class,
     gate_module,
     norm_class,
@@ -66,7 +67,7 @@ class SpatialAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Spatial gate `(N, 1, ...)`."""
-        xf = x.float()
+        xf = at_least_fp32(x)
         maps = torch.cat([xf.mean(1, keepdim=True), xf.amax(1, keepdim=True)], 1)
         return self.gate(self.conv(maps))
 

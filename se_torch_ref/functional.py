@@ -37,14 +37,19 @@ def norm_class(module: str, spatial_dims: int) -> type[nn.Module]:
     return _NORMS[check_choice(module, "spatial_dims", spatial_dims, SPATIAL_DIMS)]
 
 
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """`x` in float32, or in its own dtype if that is wider (float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def spatial_mean(x: torch.Tensor) -> torch.Tensor:
     """Squeeze: mean over all spatial axes of a channels-first tensor, in float32 → (N, C)."""
-    return x.float().mean(dim=tuple(range(2, x.ndim)))
+    return at_least_fp32(x).mean(dim=tuple(range(2, x.ndim)))
 
 
 def spatial_max(x: torch.Tensor) -> torch.Tensor:
     """Max over all spatial axes of a channels-first tensor, in float32 → (N, C)."""
-    return x.float().amax(dim=tuple(range(2, x.ndim)))
+    return at_least_fp32(x).amax(dim=tuple(range(2, x.ndim)))
 
 
 def rescale(x: torch.Tensor, gate: torch.Tensor, residual: bool = False) -> torch.Tensor:

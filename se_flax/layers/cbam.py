@@ -14,7 +14,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from se_flax.layers.functional import activation, gate_fn, rescale, spatial_max, spatial_mean
+from se_flax.layers.functional import (
+    activation,
+    at_least_fp32,
+    gate_fn,
+    rescale,
+    spatial_max,
+    spatial_mean,
+)
 from se_flax.layers.labels import module_label
 from se_flax.layers.norm import BatchNorm
 from se_flax.layers.pointwise import Pointwise
@@ -59,7 +66,7 @@ class ConvBn(nn.Module):
         """Convolve channels-last `x` and normalise."""
         rank, pad = x.ndim - 2, self.kernel_size // 2
         x = nn.Conv(self.features, (self.kernel_size,) * rank, padding=[(pad, pad)] * rank,
-                    use_bias=False, dtype=jnp.float32, name="conv")(x)
+                    use_bias=False, name="conv")(x)
         return BatchNorm(use_running_average=not train, axis_name=self.bn_axis_name,
                          name="bn")(x)
 
@@ -74,7 +81,7 @@ class SpatialAttention(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         """Return the spatial gate `(N, ..., 1)` for channels-last `x`."""
-        xf = x.astype(jnp.float32)
+        xf = at_least_fp32(x)
         maps = jnp.concatenate([xf.mean(-1, keepdims=True), xf.max(-1, keepdims=True)], -1)
         s = ConvBn(1, self.kernel_size, self.bn_axis_name, name="conv")(maps, train)
         return gate_fn(module_label(self), self.gate)(s)

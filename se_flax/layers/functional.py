@@ -34,14 +34,19 @@ def gate_fn(module: str, name: str) -> Callable[[jax.Array], jax.Array]:
     return _GATES[check_choice(module, "gate", name, GATES)]
 
 
+def at_least_fp32(x: jax.Array) -> jax.Array:
+    """`x` in float32, or in its own dtype if that is wider (float64 under `jax.enable_x64`)."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def spatial_mean(x: jax.Array) -> jax.Array:
     """Squeeze: mean over all spatial axes of a channels-last array, in float32 → (N, C)."""
-    return jnp.mean(x.astype(jnp.float32), axis=tuple(range(1, x.ndim - 1)))
+    return jnp.mean(at_least_fp32(x), axis=tuple(range(1, x.ndim - 1)))
 
 
 def spatial_max(x: jax.Array) -> jax.Array:
     """Max over all spatial axes of a channels-last array, in float32 → (N, C)."""
-    return jnp.max(x.astype(jnp.float32), axis=tuple(range(1, x.ndim - 1)))
+    return jnp.max(at_least_fp32(x), axis=tuple(range(1, x.ndim - 1)))
 
 
 def rescale(x: jax.Array, gate: jax.Array, residual: bool = False) -> jax.Array:

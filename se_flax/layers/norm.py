@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from se_flax.layers.functional import at_least_fp32
+
 
 class BatchNorm(nn.Module):
     """Batch normalisation over all axes but the last (channels-last), PyTorch-compatible."""
@@ -40,7 +42,7 @@ class BatchNorm(nn.Module):
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), f32))
         scale = self.param("scale", self.scale_init, (features,), f32)
         bias = self.param("bias", nn.initializers.zeros, (features,), f32)
-        xf = x.astype(f32)
+        xf = at_least_fp32(x)
         if use_ra:
             mean, var = ra_mean.value, ra_var.value
         else:

@@ -1,0 +1,33 @@
+"""Model registry: `create_model(name, **kwargs)` and `list_models()`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+
+from se_flax.model_specs import FLAX_ONLY_OPTIONS, MODEL_SPECS, resolve_options
+from se_flax.models.resnet import ResNet
+
+
+def list_models() -> list[str]:
+    """Names of all registered models."""
+    return list(MODEL_SPECS)
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model.
+
+    Shared options: `num_classes`, `stem` (`imagenet`/`cifar`), `attn` (variant name or
+    `"none"`), `attn_kwargs`, `zero_init_last_bn`, `in_chans`.
+    Flax-only: `dtype` (compute dtype; params stay float32), `axis_name` (synchronised BN).
+    """
+    flax_only = {k: kwargs.pop(k) for k in FLAX_ONLY_OPTIONS if k in kwargs}
+    try:
+        options = resolve_options(name, **kwargs)
+    except TypeError as e:
+        if "unexpected keyword" not in str(e):
+            raise
+        raise TypeError(f"{name}: {e}; expected some of num_classes, stem, attn, attn_kwargs, "
+                        f"zero_init_last_bn, in_chans, {', '.join(FLAX_ONLY_OPTIONS)}") from None
+    return ResNet(**options, **flax_only, model_name=name)

@@ -1,0 +1,70 @@
+"""(SE-)ResNet in Flax linen: He et al., CVPR 2016, with attention per Hu et al., CVPR 2018.
+
+Module names follow the PyTorch keys of timm/torchvision through `se_flax.mapping`'s rule:
+`conv1`, `bn1`, `layer1_0/conv1`, `layer1_0/se/fc1`, `layer1_0/downsample_0`, `fc`.
+Stems: `imagenet` (7x7/2 conv, 3x3/2 max-pool padded with -inf) or `cifar` (3x3/1 conv).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from se_flax.layers.norm import BatchNorm
+from se_flax.model_specs import NO_ATTENTION, check_image
+from se_flax.models.blocks import ResidualBlock, conv, global_pool
+from se_flax.variants import ATTENTION_VARIANTS
+
+
+class ResNet(nn.Module):
+    """ResNet/SE-ResNet; `attn` is an attention variant name or `"none"`."""
+
+    block: str = "bottleneck"
+    layers: tuple[int, ...] = (3, 4, 6, 3)
+    num_classes: int = 1000
+    stem: str = "imagenet"
+    attn: str = NO_ATTENTION
+    attn_kwargs: Any = None
+    zero_init_last_bn: bool = False
+    in_chans: int = 3
+    dtype: Any = None
+    axis_name: str | None = None
+    model_name: str = "ResNet"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        """Logits `(N, num_classes)` in float32 for channels-last images `x`."""
+        check_image(self.model_name, x.shape, self.in_chans, -1, self.stem)
+        attn = None
+        if self.attn != NO_ATTENTION:
+            options = dict(self.attn_kwargs or {})
+            if self.attn == "cbam":
+                options.setdefault("bn_axis_name", self.axis_name)
+            attn = functools.partial(ATTENTION_VARIANTS[self.attn], spatial_dims=2, **options)
+        x = x.astype(self.dtype or x.dtype)
+        if self.stem == "imagenet":
+            x = conv(64, 7, 2, self.dtype, "conv1")(x)
+        else:
+            x = conv(64, 3, 1, self.dtype, "conv1")(x)
+        x = BatchNorm(use_running_average=not train, axis_name=self.axis_name, dtype=self.dtype,
+                      name="bn1")(x)
+        x = nn.relu(x)
+        if self.stem == "imagenet":
+            x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+        bottleneck = self.block == "bottleneck"
+        in_ch = 64
+        for stage, blocks in enumerate(self.layers):
+            planes = 64 * 2 ** stage
+            for i in range(blocks):
+                stride = 2 if stage > 0 and i == 0 else 1
+                out_ch = planes * (4 if bottleneck else 1)
+                x = ResidualBlock(planes, stride, bottleneck,
+                                  downsample=stride != 1 or in_ch != out_ch, attn=attn,
+                                  zero_init_last_bn=self.zero_init_last_bn,
+                                  axis_name=self.axis_name, dtype=self.dtype,
+                                  name=f"layer{stage + 1}_{i}")(x, train)
+                in_ch = out_ch
+        return nn.Dense(self.num_classes, name="fc")(global_pool(x))
