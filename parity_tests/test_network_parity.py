@@ -1,0 +1,50 @@
+"""Every registered 2D model, both frameworks: eval, train (fp32) and gradients (fp64)."""
+
+import pytest
+
+from parity_tests.cli import MODES, format_report
+from parity_tests.networks import compare_model
+from se_flax.model_specs import MODEL_SPECS
+
+DEEP = ("101", "152")
+CASES = [pytest.param(name, mode, marks=pytest.mark.slow if name.endswith(DEEP) else ())
+         for name in MODEL_SPECS for mode in MODES]
+
+
+def _expected_gates(name: str) -> int:
+    spec = MODEL_SPECS[name]
+    blocks = sum(spec.layers)
+    return {"none": 0, "cbam": 2 * blocks}.get(spec.attn, blocks)
+
+
+@pytest.mark.parametrize("name,mode", CASES)
+def test_network_parity(name, mode):
+    report = compare_model(name, **MODES[mode])
+    print(format_report(report, f"{name} {mode}"))
+    assert report.ok, f"first divergence: {report.first_failure()}"
+    assert len(report.of_kind("probe")) == sum(MODEL_SPECS[name].layers)
+    assert len(report.of_kind("gate")) == _expected_gates(name)
+    assert len(report.of_kind("output")) == 1
+    if MODES[mode]["train"]:
+        assert report.of_kind("running_stat")
+    if MODES[mode]["grads"]:
+        assert len(report.of_kind("grad")) > 3 * sum(MODEL_SPECS[name].layers)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "se_resnet18", "se_resnet50", "cbam_resnet18"])
+@pytest.mark.parametrize("mode", list(MODES))
+def test_cifar_stem_parity(name, mode):
+    report = compare_model(name, stem="cifar", num_classes=10, **MODES[mode])
+    assert report.ok, f"first divergence: {report.first_failure()}"
+
+
+def test_zero_init_last_bn_parity():
+    report = compare_model("se_resnet18", zero_init_last_bn=True, **MODES["train"])
+    assert report.ok
+
+
+def test_cli_reports_and_exit_status(capsys):
+    from parity_tests.cli import main
+    assert main(["--model", "se_resnet18", "--mode", "eval"]) == 0
+    out = capsys.readouterr().out
+    assert "layer1.0" in out and "gate err" in out and "all within tolerance" in out
