@@ -17,14 +17,22 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Give every BatchNorm non-trivial affine parameters and running statistics, in place.
 
     A freshly built network has running mean 0 / var 1 and scale 1 / bias 0, which would let an
-    eval-mode bug in the statistics or the affine transform pass unnoticed.
+    eval-mode bug in the statistics or the affine transform pass unnoticed. Scales are drawn in
+    [0.5, 1.5], except the BatchNorm that closes each residual branch (a block's `last_bn`),
+    drawn in [0.05, 0.3] as in trained ResNets (and as `zero_init_last_bn` starts them). With
+    scale ~1 there too, an untrained residual stream grows with depth: in se_resnet152 the
+    layer4 output reaches 1e6 and PyTorch's own float32 gates differ from its float64 gates by
+    1.0, so nothing could be compared; with small last scales it stays near 5 and PyTorch's
+    float32-vs-float64 error is 4e-7.
     """
     g = torch.Generator().manual_seed(seed)
+    last = {id(m.last_bn) for m in model.modules() if hasattr(m, "last_bn")}
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 n = m.num_features
-                m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                lo, hi = (0.05, 0.3) if id(m) in last else (0.5, 1.5)
+                m.weight.copy_(lo + (hi - lo) * torch.rand(n, generator=g))
                 m.bias.copy_(0.2 * torch.randn(n, generator=g))
                 m.running_mean.copy_(0.2 * torch.randn(n, generator=g))
                 m.running_var.copy_(0.5 + torch.rand(n, generator=g))

@@ -98,5 +98,5 @@ class CBAM(nn.Module):
         g = self.channel(x)
         x = rescale(x, g)
         sg = self.spatial(x)
-        self.last_gate, self.last_spatial_gate = g, sg
+        self.last_gate, self.last_spatial_gate = g.detach(), sg.detach()
         return x * sg.to(x.dtype)

@@ -38,5 +38,5 @@ class ECA(nn.Module):
         """Rescale `x` channel-wise."""
         check_input(type(self).__name__, tuple(x.shape), self.channels, 1, self.spatial_dims)
         s = self.gate(self.conv(spatial_mean(x)[:, None, :])[:, 0, :])
-        self.last_gate = s
+        self.last_gate = s.detach()
         return rescale(x, s)

@@ -32,5 +32,5 @@ class EffectiveSE(nn.Module):
         if self.add_maxpool:
             s = 0.5 * s + 0.5 * spatial_max(x)
         s = self.gate(apply_pointwise(self.fc, s))
-        self.last_gate = s
+        self.last_gate = s.detach()
         return rescale(x, s)

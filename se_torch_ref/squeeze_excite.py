@@ -57,5 +57,5 @@ class SqueezeExcite(nn.Module):
         check_input(type(self).__name__, tuple(x.shape), self.channels, 1, self.spatial_dims)
         s = apply_pointwise(self.fc1, spatial_mean(x))
         s = self.gate(apply_pointwise(self.fc2, self.act(s)))
-        self.last_gate = s
+        self.last_gate = s.detach()
         return rescale(x, s, self.residual_gate)

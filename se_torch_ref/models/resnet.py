@@ -49,6 +49,11 @@ class ResidualBlock(nn.Module):
             self.downsample = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False),
                                             nn.BatchNorm2d(out_ch))
 
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        """The BatchNorm that closes the residual branch (before attention and the add)."""
+        return self.bn3 if self.bottleneck else self.bn2
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the block."""
         y = self.relu(self.bn1(self.conv1(x)))
