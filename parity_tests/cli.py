@@ -66,13 +66,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="eval (fp32), train (fp32, running stats), grads (fp64 gradients)")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--size", type=int, default=None, help="input side (default 64/32)")
-    parser.add_argument("--stem", choices=["imagenet", "cifar"], default="imagenet")
+    parser.add_argument("--stem", choices=["imagenet", "cifar"], default=None,
+                        help="2D models: imagenet (default) or cifar")
+    parser.add_argument("--frames", type=int, default=8, help="clip length of video models")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     failed = False
     for mode in MODES if args.mode == "all" else [args.mode]:
         report = compare_model(args.model, batch=args.batch, size=args.size, seed=args.seed,
-                               stem=args.stem, **MODES[mode])
+                               stem=args.stem, frames=args.frames, **MODES[mode])
         opts = MODES[mode]
         print(format_report(report, f"\n== {args.model}: {mode} mode ({opts['dtype']}) =="))
         failed |= not report.ok

@@ -9,7 +9,7 @@ import torch
 
 import se_torch_ref.models as torch_models
 from parity_tests.harness import ParityReport, compare
-from se_flax.model_specs import NETWORK_STRIDE
+from se_flax.model_specs import FAMILY_STEMS, NETWORK_STRIDE, input_shape, model_spec
 from se_flax.models import create_model
 
 
@@ -53,15 +53,17 @@ def default_input_size(stem: str, train: bool = False) -> int:
     and 64x64 (ImageNet stem: 2x2 maps in layer4, 8 elements per channel) PyTorch's own float32
     ResNet-50 block outputs are 2e-4 away from its float64 ones, so no float32 port can be held
     to 1e-4 there; at 96x96 (3x3 maps, 18 elements) both frameworks land near 6e-5. Eval mode has
-    no batch statistics and uses 64x64. The CIFAR stem uses 32x32 (4x4 maps in layer4).
+    no batch statistics and uses 64x64. The CIFAR stem uses 32x32 (4x4 maps in layer4). Video
+    (`r3d` stem, 8 frames) follows the ImageNet rule with its spatial stride 16: 48 / 32.
     """
-    if stem == "imagenet":
-        return 3 * NETWORK_STRIDE[stem] if train else 2 * NETWORK_STRIDE[stem]
-    return 32
+    if stem == "cifar":
+        return 32
+    return 3 * NETWORK_STRIDE[stem] if train else 2 * NETWORK_STRIDE[stem]
 
 
 def compare_model(name: str, *, train: bool = False, batch: int = 2, size: int | None = None,
                   grads: bool | None = None, seed: int = 0, dtype: str = "float32",
+                  frames: int = 8,
                   **kwargs: Any) -> ParityReport:
     """Compare `name` in both frameworks: logits, every block output, every gate.
 
@@ -70,10 +72,13 @@ def compare_model(name: str, *, train: bool = False, batch: int = 2, size: int |
     torch.manual_seed(seed)
     torch_model = randomize_(torch_models.create_model(name, **kwargs), seed)
     flax_model = create_model(name, **kwargs)
-    stem = kwargs.get("stem", "imagenet")
+    stem = kwargs.get("stem") or FAMILY_STEMS[model_spec(name).family][0]
+    if size is None and dtype == "float64" and stem == "r3d":
+        size = NETWORK_STRIDE[stem]  # no conditioning concern in float64; 3D convs are slow
     size = size or default_input_size(stem, train and dtype == "float32")
-    x = np.random.default_rng(seed).standard_normal((batch, kwargs.get("in_chans", 3), size,
-                                                     size)).astype(np.float32)
+    shape = input_shape(name, size, batch, frames, channels_last=False,
+                        in_chans=kwargs.get("in_chans", 3))
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
     return compare(flax_model, torch_model, x, train=train,
                    grads=train if grads is None else grads, probes=block_names(torch_model),
                    seed=seed, dtype=dtype)

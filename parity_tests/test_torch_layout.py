@@ -7,7 +7,7 @@ import se_torch_ref.models as tm
 # Published parameter counts (timm / torchvision model cards).
 PUBLISHED = {"resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
              "resnet101": 44_549_160, "resnet152": 60_192_808, "se_resnet18": 11_779_624,
-             "se_resnet50": 28_088_024}
+             "se_resnet50": 28_088_024, "r3d_18": 33_371_472}  # r3d_18: 400 classes
 
 
 def torchvision_keys(blocks, bottleneck):
@@ -63,3 +63,35 @@ def test_strict_load_of_a_timm_named_state_dict():
     source = tm.create_model("se_resnet50", num_classes=10).state_dict()
     target = tm.create_model("se_resnet50", num_classes=10)
     assert not target.load_state_dict(source, strict=True).missing_keys
+
+
+def torchvision_video_keys(blocks):
+    """torchvision's `VideoResNet` (r3d_18) keys, written out independently of the model code."""
+    bn = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    keys = ["stem.0.weight"] + [f"stem.1.{k}" for k in bn]
+    for stage, count in enumerate(blocks, 1):
+        for i in range(count):
+            p = f"layer{stage}.{i}"
+            for c in (1, 2):
+                keys += [f"{p}.conv{c}.0.weight"] + [f"{p}.conv{c}.1.{k}" for k in bn]
+            if i == 0 and stage > 1:
+                keys += [f"{p}.downsample.0.weight"] + [f"{p}.downsample.1.{k}" for k in bn]
+    return keys + ["fc.weight", "fc.bias"]
+
+
+def test_r3d_18_has_torchvision_keys_and_shapes():
+    state = tm.create_model("r3d_18").state_dict()
+    assert list(state) == torchvision_video_keys((2, 2, 2, 2))
+    assert state["stem.0.weight"].shape == (64, 3, 3, 7, 7)
+    assert state["layer2.0.conv1.0.weight"].shape == (128, 64, 3, 3, 3)
+    assert state["layer2.0.downsample.0.weight"].shape == (128, 64, 1, 1, 1)
+    assert state["fc.weight"].shape == (400, 512)
+
+
+def test_se_r3d_adds_only_se_keys():
+    plain = tm.create_model("r3d_34").state_dict()
+    se = tm.create_model("se_r3d_34").state_dict()
+    assert list(plain) == torchvision_video_keys((3, 4, 6, 3))
+    extra = [k for k in se if k not in plain]
+    assert extra and all(".se.fc1." in k or ".se.fc2." in k for k in extra)
+    assert se["layer1.0.se.fc1.weight"].shape == (8, 64, 1, 1, 1)

@@ -21,9 +21,12 @@ DEPTHS: dict[int, tuple[str, tuple[int, ...]]] = {
     101: ("bottleneck", (3, 4, 23, 3)),
     152: ("bottleneck", (3, 8, 36, 3)),
 }
-STEMS = ("imagenet", "cifar")
-STEM_STRIDE = {"imagenet": 4, "cifar": 1}
+STEMS = ("imagenet", "cifar", "r3d")
+FAMILY_STEMS = {"resnet2d": ("imagenet", "cifar"), "r3d": ("r3d",)}
+STEM_STRIDE = {"imagenet": 4, "cifar": 1, "r3d": 2}
 NETWORK_STRIDE = {stem: s * 8 for stem, s in STEM_STRIDE.items()}  # layers 2-4 each stride 2
+# Video (R3D, torchvision `VideoResNet`): the stem keeps time, layers 2-4 halve it as well.
+TIME_STRIDE = 8
 NO_ATTENTION = "none"
 # Flax-only keyword arguments (numerics and distribution, not architecture).
 FLAX_ONLY_OPTIONS = ("dtype", "axis_name")
@@ -48,6 +51,9 @@ def _register() -> dict[str, ModelSpec]:
         for depth in depths:
             block, layers = DEPTHS[depth]
             specs[f"{prefix}resnet{depth}"] = ModelSpec(block, layers, attn)
+    for prefix, attn in (("", NO_ATTENTION), ("se_", "se")):
+        for depth in (18, 34):
+            specs[f"{prefix}r3d_{depth}"] = ModelSpec("basic", DEPTHS[depth][1], attn, "r3d")
     return specs
 
 
@@ -59,14 +65,17 @@ def model_spec(name: str) -> ModelSpec:
     return lookup(MODEL_SPECS, name, "model")
 
 
-def resolve_options(name: str, *, num_classes: int = 1000, stem: str = "imagenet",
+def resolve_options(name: str, *, num_classes: int | None = None, stem: str | None = None,
                     attn: str | None = None, attn_kwargs: dict[str, Any] | None = None,
                     zero_init_last_bn: bool = False, in_chans: int = 3) -> dict[str, Any]:
     """Validate the shared keyword arguments of `create_model` and fill in the defaults."""
     spec = model_spec(name)
+    if num_classes is None:  # ImageNet-1k for images, Kinetics-400 for video
+        num_classes = 400 if spec.family == "r3d" else 1000
     check_positive_int(name, "num_classes", num_classes)
     check_positive_int(name, "in_chans", in_chans)
-    check_choice(name, "stem", stem, STEMS)
+    stem = FAMILY_STEMS[spec.family][0] if stem is None else stem
+    check_choice(name, "stem", stem, FAMILY_STEMS[spec.family])
     attn = spec.attn if attn is None else attn
     if attn != NO_ATTENTION:
         lookup({NO_ATTENTION: None, **VARIANT_SPECS}, attn, "attention")
@@ -81,18 +90,32 @@ def resolve_options(name: str, *, num_classes: int = 1000, stem: str = "imagenet
             "zero_init_last_bn": zero_init_last_bn, "in_chans": in_chans}
 
 
+def input_shape(name: str, size: int, batch: int = 1, frames: int = 16,
+                channels_last: bool = True, in_chans: int = 3) -> tuple[int, ...]:
+    """Input shape of a registered model: images `size x size`, or clips of `frames` frames."""
+    spatial = (frames, size, size) if model_spec(name).family == "r3d" else (size, size)
+    return (batch, *spatial, in_chans) if channels_last else (batch, in_chans, *spatial)
+
+
 def check_image(name: str, shape: tuple[int, ...], in_chans: int, channel_axis: int,
                 stem: str) -> None:
-    """Validate a network input: rank 4, `in_chans` channels, sides ≥ the network's stride."""
-    if len(shape) != 4:
+    """Validate a network input: rank, `in_chans` channels, sides ≥ the network's stride.
+
+    Images are rank 4 (batch, channels, height, width in the framework's layout); clips of the
+    `r3d` stem rank 5 (batch, channels, time, height, width), with at least 8 frames.
+    """
+    video = stem == "r3d"
+    rank = 5 if video else 4
+    what = "time, height, width" if video else "height, width"
+    if len(shape) != rank:
         raise ValueError(f"{name}: input of rank {len(shape)} (shape {tuple(shape)}); expected "
-                         "rank 4 (batch, channels, height, width in any layout of the framework)")
+                         f"rank {rank} (batch, channels, {what} in the framework's layout)")
     if shape[channel_axis] != in_chans:
         raise ValueError(f"{name}: input has {shape[channel_axis]} channels (shape "
                          f"{tuple(shape)}); expected in_chans={in_chans}")
-    spatial = [d for i, d in enumerate(shape[1:], 1) if i != channel_axis % 4]
-    stride = NETWORK_STRIDE[stem]
-    if min(spatial) < stride:
-        raise ValueError(f"{name}: input of spatial size {tuple(spatial)} is smaller than the "
-                         f"total stride {stride} of the {stem!r} stem; expected height and "
-                         f"width >= {stride}")
+    spatial = [d for i, d in enumerate(shape[1:], 1) if i != channel_axis % rank]
+    strides = ([TIME_STRIDE] if video else []) + [NETWORK_STRIDE[stem]] * 2
+    if any(d < s for d, s in zip(spatial, strides, strict=True)):
+        raise ValueError(f"{name}: input of size {tuple(spatial)} ({what}) is smaller than the "
+                         f"total stride {tuple(strides)} of the {stem!r} stem; expected each "
+                         f"side >= its stride")

@@ -53,7 +53,8 @@ def test_unexpected_keyword_is_named():
 @pytest.mark.parametrize("shape,message", [
     ((2, 64, 64, 1), r"input has 1 channels .* expected in_chans=3"),
     ((2, 64, 64), r"input of rank 3 .* expected rank 4"),
-    ((2, 16, 64, 3), r"spatial size \(16, 64\) is smaller than the total stride 32"),
+    ((2, 16, 64, 3), r"input of size \(16, 64\) \(height, width\) is smaller than the total "
+                     r"stride \(32, 32\)"),
 ])
 def test_bad_input(shape, message):
     with pytest.raises(ValueError, match=message):
@@ -62,7 +63,7 @@ def test_bad_input(shape, message):
 
 def test_cifar_stem_accepts_small_input():
     _init(create_model("se_resnet18", stem="cifar"), (2, 8, 8, 3))
-    with pytest.raises(ValueError, match="total stride 8"):
+    with pytest.raises(ValueError, match=r"total stride \(8, 8\)"):
         _init(create_model("se_resnet18", stem="cifar"), (2, 4, 4, 3))
 
 
@@ -82,3 +83,28 @@ def test_zero_init_last_bn():
                                                                    jnp.ones((1, 32, 32, 3)))
     assert not np.any(v["params"]["layer1_0"]["bn3"]["scale"])
     assert np.all(v["params"]["layer1_0"]["bn2"]["scale"] == 1)
+
+
+def test_video_models():
+    assert create_model("se_r3d_18").num_classes == 400
+    v = _init(create_model("r3d_18"), (1, 8, 32, 32, 3))
+    assert v["params"]["stem_0"]["kernel"].shape == (3, 7, 7, 3, 64)
+    assert v["params"]["layer2_0"]["downsample_0"]["kernel"].shape == (1, 1, 1, 64, 128)
+    assert model_cost(create_model("r3d_18"), (1, 8, 32, 32, 3))[0] == 33_371_472
+    se = _init(create_model("se_r3d_18"), (1, 8, 32, 32, 3))
+    assert se["params"]["layer1_0"]["se"]["fc1"]["kernel"].shape == (1, 1, 1, 64, 8)
+
+
+@pytest.mark.parametrize("shape,message", [
+    ((1, 8, 32, 32), r"input of rank 4 .* expected rank 5 \(batch, channels, time, height"),
+    ((1, 4, 32, 32, 3), r"input of size \(4, 32, 32\) \(time, height, width\) is smaller than "
+                        r"the total stride \(8, 16, 16\)"),
+])
+def test_video_bad_input(shape, message):
+    with pytest.raises(ValueError, match=message):
+        _init(create_model("se_r3d_18"), shape)
+
+
+def test_video_models_refuse_image_stems():
+    with pytest.raises(ValueError, match=r"stem='cifar' is not supported; expected one of 'r3d'"):
+        create_model("r3d_18", stem="cifar")

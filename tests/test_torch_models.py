@@ -24,7 +24,8 @@ def test_unknown_model():
 @pytest.mark.parametrize("shape,message", [
     ((2, 1, 64, 64), r"input has 1 channels .* expected in_chans=3"),
     ((2, 3, 64), r"input of rank 3"),
-    ((2, 3, 64, 20), r"spatial size \(64, 20\) is smaller than the total stride 32"),
+    ((2, 3, 64, 20), r"input of size \(64, 20\) \(height, width\) is smaller than the total "
+                     r"stride \(32, 32\)"),
 ])
 def test_bad_input(shape, message):
     with pytest.raises(ValueError, match=message):

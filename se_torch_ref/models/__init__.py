@@ -6,8 +6,11 @@ from typing import Any
 
 from torch import nn
 
-from se_flax.model_specs import FLAX_ONLY_OPTIONS, MODEL_SPECS, resolve_options
+from se_flax.model_specs import FLAX_ONLY_OPTIONS, MODEL_SPECS, model_spec, resolve_options
+from se_torch_ref.models.r3d import VideoResNet
 from se_torch_ref.models.resnet import ResNet
+
+_FAMILIES: dict[str, type[nn.Module]] = {"resnet2d": ResNet, "r3d": VideoResNet}
 
 
 def list_models() -> list[str]:
@@ -28,4 +31,4 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
             raise
         raise TypeError(f"{name}: {e}; expected some of num_classes, stem, attn, attn_kwargs, "
                         "zero_init_last_bn, in_chans") from None
-    return ResNet(**options, model_name=name)
+    return _FAMILIES[model_spec(name).family](**options, model_name=name)
