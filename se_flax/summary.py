@@ -14,6 +14,7 @@ import argparse
 from collections.abc import Sequence
 
 from se_flax.flops import model_cost
+from se_flax.model_specs import input_shape, model_spec
 from se_flax.models import create_model, list_models
 
 # Hu et al., SENet (TPAMI version), Table 5: SE-ResNet-50 parameters (millions) by ratio r.
@@ -21,9 +22,11 @@ SENET_PAPER_PARAMS_M = {2: 45.7, 4: 35.7, 8: 30.7, 16: 28.1, 32: 26.9}
 SENET_PAPER_RESNET50_M = 25.6
 
 
-def cost(name: str, size: int, num_classes: int = 1000, **kwargs: object) -> tuple[int, int]:
-    """`(parameters, MACs)` of a registered model on one `size x size` RGB image."""
-    return model_cost(create_model(name, num_classes=num_classes, **kwargs), (1, size, size, 3))
+def cost(name: str, size: int, num_classes: int | None = None, frames: int = 16,
+         **kwargs: object) -> tuple[int, int]:
+    """`(parameters, MACs)` of a registered model on one `size x size` image or clip."""
+    model = create_model(name, num_classes=num_classes, **kwargs)
+    return model_cost(model, input_shape(name, size, frames=frames))
 
 
 def model_table(names: Sequence[str], size: int, num_classes: int,
@@ -32,6 +35,15 @@ def model_table(names: Sequence[str], size: int, num_classes: int,
     lines = [f"| model | params | GMACs ({size}x{size}, {stem} stem) |", "|---|---:|---:|"]
     for name in names:
         params, macs = cost(name, size, num_classes, stem=stem)
+        lines.append(f"| `{name}` | {params:,} | {macs / 1e9:.2f} |")
+    return "\n".join(lines)
+
+
+def video_table(names: Sequence[str], size: int, frames: int) -> str:
+    """Markdown table of video models: model, parameters (400 classes), GMACs per clip."""
+    lines = [f"| model | params | GMACs ({frames}x{size}x{size} clip) |", "|---|---:|---:|"]
+    for name in names:
+        params, macs = cost(name, size, frames=frames)
         lines.append(f"| `{name}` | {params:,} | {macs / 1e9:.2f} |")
     return "\n".join(lines)
 
@@ -70,8 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", nargs="*", default=None, metavar="NAME",
                         help="models to list (default: all registered)")
     parser.add_argument("--size", type=int, default=224, help="input side (default 224)")
-    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--num-classes", type=int, default=None,
+                        help="default: 1000 for image models, 400 for video models")
     parser.add_argument("--stem", choices=["imagenet", "cifar"], default="imagenet")
+    parser.add_argument("--video-size", type=int, default=112, help="clip side (default 112)")
+    parser.add_argument("--frames", type=int, default=16, help="clip length (default 16)")
     parser.add_argument("--no-se-tables", action="store_true",
                         help="only the model table, not the §4 and §5.1 tables")
     args = parser.parse_args(argv)
@@ -79,7 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in list_models()]
     if unknown:
         create_model(unknown[0])  # raises with the close matches
-    print(f"## Models\n\n{model_table(names, args.size, args.num_classes, args.stem)}\n")
+    images = [n for n in names if model_spec(n).family != "r3d"]
+    videos = [n for n in names if model_spec(n).family == "r3d"]
+    if images:
+        print(f"## Models\n\n{model_table(images, args.size, args.num_classes, args.stem)}\n")
+    if videos:
+        print(f"## Video models\n\n{video_table(videos, args.video_size, args.frames)}\n")
     if not args.no_se_tables:
         print("## SE overhead, same head on both sides (article §4)\n")
         print(f"{se_overhead_table()}\n")
