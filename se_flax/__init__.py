@@ -1,7 +1,8 @@
 """se_flax: Squeeze-and-Excitation networks in JAX/Flax (linen).
 
 Attention layers (`SqueezeExcite`, `EffectiveSE`, `ECA`, `CBAM`), a PyTorch-compatible
-`BatchNorm`, named variants, and the PyTorch ⇄ Flax weight mapping. Never imports PyTorch.
+`BatchNorm`, named variants, whole-network PyTorch ⇄ Flax weight conversion (`torch_to_flax`,
+`flax_to_torch`) and inference BatchNorm folding. Never imports PyTorch.
 Attributes are loaded on first use, so `se_flax.spec` and `se_flax.mapping` stay importable
 without JAX being initialised.
 """
@@ -19,8 +20,10 @@ _LAZY = {
     "BatchNorm": "se_flax.layers",
     "ATTENTION_VARIANTS": "se_flax.variants",
     "create_attention": "se_flax.variants",
-    "torch_to_flax": "se_flax.mapping",
-    "flax_to_torch": "se_flax.mapping",
+    "torch_to_flax": "se_flax.convert",
+    "flax_to_torch": "se_flax.convert",
+    "fold_batchnorm": "se_flax.folding",
+    "folded_apply": "se_flax.folding",
 }
 
 __all__ = sorted(_LAZY)

@@ -7,8 +7,9 @@ so weights convert with `se_flax.mapping` and the parity harness compares the tw
 from se_torch_ref.cbam import CBAM
 from se_torch_ref.eca import ECA
 from se_torch_ref.effective_se import EffectiveSE
+from se_torch_ref.folding import fold_batchnorm
 from se_torch_ref.squeeze_excite import SqueezeExcite
 from se_torch_ref.variants import ATTENTION_VARIANTS, create_attention
 
 __all__ = ["ATTENTION_VARIANTS", "CBAM", "ECA", "EffectiveSE", "SqueezeExcite",
-           "create_attention"]
+           "create_attention", "fold_batchnorm"]
