@@ -1,0 +1,80 @@
+import json
+
+import pytest
+
+from train.cli import EXIT_CONFIG, config_from_args, main
+from train.config import ConfigError, TrainConfig, builtin_config, from_mapping, load_file
+from train.parallel import check_batch_size
+
+
+def test_defaults_are_the_digits_run():
+    cfg = TrainConfig().validate()
+    assert (cfg.dataset, cfg.model, cfg.stem, cfg.parallel) == \
+        ("digits", "se_resnet18", "cifar", "shard_map")
+
+
+def test_file_then_command_line_overrides(tmp_path):
+    f = tmp_path / "run.toml"
+    f.write_text('lr = 0.2\nbatch_size = 32\nmean = [0.5]\nflip = true\n')
+    cfg = config_from_args(["--config", str(f), "--batch-size", "16", "--std", "0.25"])
+    assert (cfg.lr, cfg.batch_size, cfg.mean, cfg.std, cfg.flip) == (0.2, 16, [0.5], [0.25], True)
+    j = tmp_path / "run.json"
+    j.write_text(json.dumps({"epochs": 3, "parallel": "pmap"}))
+    cfg = config_from_args(["--config", str(j), "--flip", "--max_steps=7"])
+    assert (cfg.epochs, cfg.parallel, cfg.flip, cfg.max_steps) == (3, "pmap", True, 7)
+
+
+def test_shipped_cifar_configs_load():
+    for name in ("cifar10", "cifar100"):
+        cfg = config_from_args(["--config", name])
+        assert cfg.dataset == name and cfg.crop_padding == 4 and cfg.flip
+        assert builtin_config(name).exists()
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--parallel", "pjit"], "parallel='pjit'"),
+    (["--optimizer", "lamb"], "optimizer='lamb'"),
+    (["--batch-size", "0"], "batch_size=0"),
+    (["--batch-size", "many"], "batch_size='many'"),
+    (["--lr", "-1"], "lr=-1.0"),
+    (["--momentum", "1.5"], "momentum=1.5"),
+    (["--dtype", "float8"], "dtype='float8'"),
+    (["--std", "0", "1"], "std=[0.0, 1.0]"),
+    (["--flip", "maybe"], "flip='maybe'"),
+    (["--coordinator-address", "localhost:1234"], "num_processes and process_id"),
+])
+def test_bad_values_name_the_option(argv, fragment):
+    with pytest.raises(ConfigError, match="config: ") as e:
+        config_from_args(argv)
+    assert fragment in str(e.value)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_file(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("lr = = 3")
+    with pytest.raises(ConfigError, match="cannot parse"):
+        load_file(bad)
+    with pytest.raises(ConfigError, match="unknown option 'learning_rate'"):
+        from_mapping({"learning_rate": 0.1})
+    with pytest.raises(ConfigError, match="wrong type"):
+        from_mapping({"epochs": "ten"})
+    yaml = tmp_path / "c.yaml"
+    yaml.write_text("lr: 1")
+    with pytest.raises(ConfigError, match="expected .toml or .json"):
+        load_file(yaml)
+
+
+def test_cli_reports_config_errors_without_a_traceback(capsys):
+    assert main(["--epochs", "0"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "epochs=0 is invalid" in err and "Traceback" not in err
+
+
+def test_batch_not_divisible_by_devices():
+    assert check_batch_size(64, 4) == 16
+    with pytest.raises(ValueError, match="batch_size=10 is not divisible by the 4 devices"):
+        check_batch_size(10, 4)
+    with pytest.raises(ValueError, match="not divisible by the 3 processes"):
+        check_batch_size(8, 4, 3)

@@ -1,0 +1,82 @@
+"""Kill the training process mid-run, `--resume`, and finish with the uninterrupted parameters;
+a NaN loss stops the run with its step number and keeps the last good checkpoint."""
+
+import json
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from train.loop import final_params
+from train.testing import ROOT, TINY_ARGS, child_env, run_train, train_command
+
+ARGS = [*TINY_ARGS, "--max-steps", "40", "--checkpoint-every", "5", "--keep-checkpoints", "2"]
+
+
+def flat(tree, prefix=""):
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f"{prefix}{k}/"))
+        else:
+            out[prefix + k] = np.asarray(v)
+    return out
+
+
+def test_kill_and_resume_gives_identical_parameters(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    proc = run_train(*ARGS, "--output-dir", str(straight))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    child = subprocess.Popen(train_command(*ARGS, "--output-dir", str(killed)), cwd=ROOT,
+                             env=child_env(1), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "checkpoints" / "10").exists():
+        assert child.poll() is None, "the run ended before it could be killed"
+        assert time.time() < deadline, "no checkpoint at step 10 within 300 s"
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+    steps = sorted(int(p.name) for p in (killed / "checkpoints").iterdir() if p.name.isdigit())
+    assert 40 not in steps, "the killed run had already finished"
+
+    proc = run_train(*ARGS, "--output-dir", str(killed), "--resume")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resumed from" in proc.stdout
+    a, b = final_params(straight), final_params(killed)
+    assert a["step"] == b["step"] == 40
+    fa, fb = flat(a), flat(b)
+    assert fa.keys() == fb.keys()
+    for key in fa:
+        if key != "step":
+            np.testing.assert_array_equal(fa[key], fb[key], err_msg=key)
+    # the resumed run logged the steps after the kill, and only those
+    steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").open()]
+    assert steps[-1] == 40
+
+
+def test_rerun_without_resume_refuses_to_mix_runs(tmp_path):
+    (tmp_path / "checkpoints" / "5").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "5" / "commit_success.txt").write_text("ok")
+    proc = run_train(*ARGS, "--output-dir", str(tmp_path))
+    if proc.returncode == 0:
+        pytest.fail("training silently continued in a directory with checkpoints")
+    assert "pass --resume" in proc.stderr
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    proc = run_train(*TINY_ARGS, "--max-steps", "6", "--checkpoint-every", "1", "--lr", "1e30",
+                     "--warmup-epochs", "0", "--output-dir", str(tmp_path))
+    assert proc.returncode == 4, proc.stderr[-3000:]
+    msg = proc.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in proc.stderr and "at step" in msg, msg
+    bad_step = int(msg.split("at step ")[1].split(";")[0])
+    saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved and max(saved) == bad_step - 1, (saved, msg)
+    assert f"last good checkpoint is step {bad_step - 1}" in msg
+    params = flat(final_params(tmp_path))
+    assert all(np.isfinite(v).all() for k, v in params.items() if k != "step")

@@ -1,0 +1,160 @@
+"""End of training: PyTorch export, logits parity with `se_torch_ref`, SE gate plot.
+
+* `model.pth` — `torch.save` of a PyTorch state dict (timm key layout, `num_batches_tracked`
+  recreated) produced by `se_flax.mapping.flax_to_torch`; it loads with `strict=True` into
+  `se_torch_ref.create_model(<same name and options>)`.
+* The parity check loads that file into the reference model and compares eval-mode logits on a
+  batch of evaluation images with the Flax model's (float32, highest matmul precision), as
+  `max|Δ| / max(1, max|torch|)` against DESIGN.md's eval tolerance 1e-5.
+* `gates.png` — the article's channel-weight visualisation done on the SE gate `s` (the sigmoid
+  output, `(N, C)`), not on the rescaled feature map: for the last block of each stage, the mean
+  gate of every channel per class, over the evaluation images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from se_flax.mapping import flax_to_torch
+from se_flax.models import create_model
+from train.augment import normalize
+
+EVAL_TOL = 1e-5
+
+
+def model_options(cfg: Any, num_classes: int, in_chans: int) -> dict[str, Any]:
+    """The `create_model` options shared by both frameworks."""
+    options = {"num_classes": num_classes, "stem": cfg.stem, "in_chans": in_chans,
+               "zero_init_last_bn": cfg.zero_init_last_bn}
+    if cfg.attn is not None:
+        options["attn"] = cfg.attn
+    return options
+
+
+def export_torch(variables: dict[str, Any], path: str | Path) -> dict[str, np.ndarray]:
+    """Write the PyTorch state dict of `variables` to `path` with `torch.save`."""
+    import torch
+
+    state_dict = flax_to_torch(variables)
+    torch.save({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()},
+               str(path))
+    return state_dict
+
+
+def flax_eval(model_name: str, options: dict[str, Any], variables: dict[str, Any],
+              x: np.ndarray, *, intermediates: bool = False) -> tuple[np.ndarray, Any]:
+    """Eval-mode float32 logits (and the sown gates) of the Flax model on `x` (NHWC)."""
+    model = create_model(model_name, **options)
+
+    def run(v: dict[str, Any], x: jax.Array) -> tuple[jax.Array, Any]:
+        if intermediates:
+            return model.apply(v, x, train=False, mutable=["intermediates"])
+        return model.apply(v, x, train=False), {}
+
+    with jax.default_matmul_precision("highest"):
+        logits, state = jax.jit(run)(variables, x)
+    return np.asarray(logits), state.get("intermediates", {})
+
+
+def parity_check(model_name: str, options: dict[str, Any], checkpoint: str | Path,
+                 variables: dict[str, Any], x: np.ndarray) -> dict[str, Any]:
+    """Load `checkpoint` into `se_torch_ref` and compare eval logits with Flax on `x` (NHWC)."""
+    import torch
+
+    import se_torch_ref.models as torch_models
+
+    ref = torch_models.create_model(model_name, **options)
+    ref.load_state_dict(torch.load(str(checkpoint), weights_only=True), strict=True)
+    ref.eval()
+    with torch.no_grad():
+        torch_logits = ref(torch.from_numpy(np.array(x.transpose(0, 3, 1, 2))))
+    torch_logits = torch_logits.numpy().astype(np.float64)
+    flax_logits, _ = flax_eval(model_name, options, variables, x)
+    max_abs = float(np.max(np.abs(flax_logits - torch_logits)))
+    max_rel = max_abs / max(1.0, float(np.max(np.abs(torch_logits))))
+    return {"batch": int(x.shape[0]), "max_abs": max_abs, "max_rel": max_rel,
+            "tolerance": EVAL_TOL, "ok": max_rel <= EVAL_TOL,
+            "same_predictions": float(np.mean(flax_logits.argmax(-1) ==
+                                              torch_logits.argmax(-1)))}
+
+
+def stage_gates(inter: dict[str, Any]) -> dict[str, tuple[str, np.ndarray]]:
+    """`{stage: (block name, gates (N, C))}` for the last SE block of each stage."""
+    found: dict[str, tuple[str, np.ndarray]] = {}
+    for block in sorted(inter, key=_block_key):
+        gate = inter[block].get("se", {}).get("gate") if isinstance(inter[block], dict) else None
+        if gate is None:
+            continue
+        stage = block.split("_")[0]
+        found[stage] = (block, np.asarray(gate[0]))
+    return found
+
+
+def _block_key(name: str) -> tuple[int, int]:
+    stage, _, idx = name.partition("_")
+    digits = "".join(c for c in stage if c.isdigit())
+    return (int(digits) if digits else 0, int(idx) if idx.isdigit() else 0)
+
+
+def plot_gates(gates: dict[str, tuple[str, np.ndarray]], labels: np.ndarray, path: str | Path,
+               title: str = "") -> None:
+    """One panel per stage: mean SE gate per channel, one line per class (max 10 classes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(gates), 1, figsize=(10, 2.6 * len(gates)), squeeze=False)
+    classes = np.unique(labels)[:10]
+    colors = plt.get_cmap("tab10")
+    for ax, (stage, (block, g)) in zip(axes[:, 0], gates.items(), strict=True):
+        channels = np.arange(g.shape[1])
+        for i, c in enumerate(classes):
+            ax.plot(channels, g[labels == c].mean(0), lw=0.8, color=colors(i), label=str(c))
+        ax.plot(channels, g.mean(0), lw=1.6, color="black", label="all")
+        ax.set_ylim(0, 1)
+        ax.set_xlim(0, g.shape[1] - 1)
+        ax.set_ylabel("gate s")
+        ax.set_title(f"{stage} (block {block}): mean SE gate per channel and class", fontsize=9)
+    axes[-1, 0].set_xlabel("channel")
+    axes[0, 0].legend(ncol=11, fontsize=7, loc="upper right", title="class", title_fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(str(path), dpi=110)
+    plt.close(fig)
+
+
+def export_all(cfg: Any, variables: dict[str, Any], images: np.ndarray, labels: np.ndarray,
+               mean: list[float], std: list[float], num_classes: int,
+               out_dir: str | Path) -> dict[str, Any]:
+    """Export, check parity and plot; returns what was written and the parity numbers."""
+    out = Path(out_dir)
+    variables = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+    in_chans = int(images.shape[-1])
+    options = model_options(cfg, num_classes, in_chans)
+    x = np.asarray(normalize(jnp.asarray(images), mean, std), np.float32)
+    result: dict[str, Any] = {}
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        result["torch_export"] = "skipped: PyTorch is not installed (pip install torch)"
+    else:
+        pth = out / "model.pth"
+        export_torch(variables, pth)
+        result["torch_export"] = str(pth)
+        result["parity"] = parity_check(cfg.model, options, pth, variables, x[:64])
+    _, inter = flax_eval(cfg.model, options, variables, x, intermediates=True)
+    gates = stage_gates(inter)
+    if gates:
+        png = out / "gates.png"
+        plot_gates(gates, labels, png, f"{cfg.model} on {cfg.dataset}: SE channel gates")
+        result["gate_plot"] = str(png)
+    else:
+        result["gate_plot"] = f"skipped: {cfg.model} has no SE gates"
+    return result
