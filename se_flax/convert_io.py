@@ -6,8 +6,10 @@
 - a directory, or a path without suffix or ending in `.orbax`: Flax variables as an Orbax
   checkpoint (needs `orbax-checkpoint`).
 
-PyTorch files are read with `torch.load(weights_only=True)`: a pickle that would import or call
-anything beyond tensors and plain containers (i.e. run code) is refused with an
+PyTorch files are read with `torch.load(weights_only=True)`, after checking every entry of the
+zip archive (and every loaded tensor's bytes) against its CRC-32 — torch itself does not, so a
+flipped bit would load silently. A pickle that would import or call anything beyond tensors and
+plain containers (i.e. run code) is refused with an
 `UnsafeCheckpointError` naming the file. Wrapped state dicts (`{"state_dict": ...}`) and shared
 `module.` prefixes are unwrapped (see `se_flax.layouts`). Flax files may hold a training state:
 its `params` and `batch_stats` are taken and the rest is ignored (noted). dtypes are preserved,
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import pickle
 import re
+import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -87,11 +91,46 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
     return state
 
 
+def _check_zip_crc(path: Path) -> set[int] | None:
+    """Verify each entry of a zip-format `.pth` against its CRC-32 (torch.load does not).
+
+    Returns the CRC-32s of the tensor-data entries (None: not a zip, or CRCs not written), so
+    the storages torch actually loaded can be checked too: a flipped offset in the zip's
+    central directory can make torch's reader and Python's disagree about where data lies.
+    """
+    try:
+        if not zipfile.is_zipfile(path):
+            return None  # a legacy (non-zip) pickle: torch.load judges it
+        crcs: set[int] | None = set()
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.CRC == 0 and info.file_size:
+                    crcs = None  # written with torch's CRC computation switched off
+                    continue
+                with archive.open(info) as f:
+                    while f.read(1 << 24):
+                        pass
+                if crcs is not None and "/data/" in info.filename:
+                    crcs.add(info.CRC)
+        return crcs
+    except zipfile.BadZipFile as e:  # raised for a CRC mismatch and for broken structures
+        raise CheckpointError(f"{path}: the file is corrupt (a flipped, overwritten or "
+                              f"missing byte): {e}") from None
+    except (OSError, EOFError, ValueError, NotImplementedError, zlib.error) as e:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {e}") from None
+
+
 def _torch_load(path: Path) -> Any:
     import torch
 
+    crcs = _check_zip_crc(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        if crcs is not None:
+            _check_storages(path, loaded, crcs)
+        return loaded
+    except CheckpointError:
+        raise
     except pickle.UnpicklingError as e:
         found = re.search(r"(?:unsupported|blocked|Unsupported)[^\n]*GLOBAL[^\n]*|"
                           r"Unsupported (?:global|operand)[^\n]*", str(e))
@@ -104,6 +143,27 @@ def _torch_load(path: Path) -> Any:
             "again.") from None
     except Exception as e:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint: {e}") from e
+
+
+def _check_storages(path: Path, tree: Any, crcs: set[int]) -> None:
+    """Every tensor's storage must be one of the archive's verified data entries."""
+    import torch
+
+    def walk(node: Any) -> None:
+        if isinstance(node, torch.Tensor):
+            storage = node.untyped_storage()
+            data = bytes(storage) if storage.nbytes() else b""
+            if zlib.crc32(data) not in crcs:
+                raise CheckpointError(f"{path}: the file is corrupt: a tensor's data does not "
+                                      "match any CRC-32 in the archive (damaged zip directory)")
+        elif isinstance(node, Mapping):
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list | tuple):
+            for v in node:
+                walk(v)
+
+    walk(tree)
 
 
 def write_state_dict(state_dict: Mapping[str, Any], path: str | Path) -> None:

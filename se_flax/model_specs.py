@@ -75,10 +75,16 @@ def resolve_options(name: str, *, num_classes: int | None = None, stem: str | No
     check_positive_int(name, "num_classes", num_classes)
     check_positive_int(name, "in_chans", in_chans)
     stem = FAMILY_STEMS[spec.family][0] if stem is None else stem
+    for option, value in (("stem", stem), ("attn", attn)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{name}: {option}={value!r} is invalid; expected a name (str)")
     check_choice(name, "stem", stem, FAMILY_STEMS[spec.family])
     attn = spec.attn if attn is None else attn
     if attn != NO_ATTENTION:
-        lookup({NO_ATTENTION: None, **VARIANT_SPECS}, attn, "attention")
+        try:
+            lookup({NO_ATTENTION: None, **VARIANT_SPECS}, attn, "attention")
+        except ValueError as e:
+            raise ValueError(f"{name}: attn={attn!r} is invalid: {e}") from None
     if attn_kwargs is not None and not isinstance(attn_kwargs, dict):
         raise TypeError(f"{name}: attn_kwargs must be a dict of attention options, got "
                         f"{type(attn_kwargs).__name__}")

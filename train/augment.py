@@ -4,7 +4,8 @@ The host feeds uint8 batches; here each image gets a pad-`p` random crop (zero p
 torchvision's `RandomCrop(size, padding=p)`), an optional horizontal flip, and per-channel
 normalisation `(x / 255 - mean) / std`. Randomness is keyed by the example's position in the
 *global* batch (`fold_in(key, index)`), so the augmented batch is the same whatever the number of
-devices or processes it is split over.
+devices or processes it is split over. A video clip `(T, H, W, C)` is one example: its frames share
+the crop offset and the flip.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def normalize_constants(mean: Sequence[float], std: Sequence[float]
 
 def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float],
               dtype: jnp.dtype = jnp.float32) -> jax.Array:
-    """uint8 `(N, H, W, C)` → `(x / 255 - mean) / std` in `dtype`, computed in float32.
+    """uint8 `(N, [T,] H, W, C)` → `(x / 255 - mean) / std` in `dtype`, computed in float32.
 
     Computed as `(x - shift) * scale` with host-side constants: one subtraction and one
     multiplication, which any framework rounds identically (XLA rewrites a division by a
@@ -38,19 +39,26 @@ def normalize(images: jax.Array, mean: Sequence[float], std: Sequence[float],
 
 
 def _augment_one(key: jax.Array, image: jax.Array, padding: int, flip: bool) -> jax.Array:
+    """One image `(H, W, C)` or clip `(T, H, W, C)`; a clip's frames get the same crop/flip."""
     k_crop, k_flip = jax.random.split(key)
+    lead = image.ndim - 3  # leading time axis of a clip
     if padding:
-        padded = jnp.pad(image, ((padding, padding), (padding, padding), (0, 0)))
+        padded = jnp.pad(image, ((0, 0),) * lead + ((padding, padding), (padding, padding),
+                                                    (0, 0)))
         dy, dx = jax.random.randint(k_crop, (2,), 0, 2 * padding + 1)
-        image = lax.dynamic_slice(padded, (dy, dx, 0), image.shape)
+        zero = jnp.zeros((), dy.dtype)
+        image = lax.dynamic_slice(padded, (zero,) * lead + (dy, dx, zero), image.shape)
     if flip:
-        image = jnp.where(jax.random.bernoulli(k_flip), image[:, ::-1, :], image)
+        image = jnp.where(jax.random.bernoulli(k_flip), jnp.flip(image, axis=-2), image)
     return image
 
 
 def augment(images: jax.Array, key: jax.Array, example_ids: jax.Array, padding: int,
             flip: bool) -> jax.Array:
-    """Random crop and flip of uint8 images; example `i` uses `fold_in(key, example_ids[i])`."""
+    """Random crop and flip of uint8 images `(N, H, W, C)` or clips `(N, T, H, W, C)`.
+
+    Example `i` uses `fold_in(key, example_ids[i])`.
+    """
     if not padding and not flip:
         return images
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(example_ids)

@@ -35,11 +35,13 @@ class TrainConfig:
     data_dir: str | None = None  # TFDS data_dir (default: TFDS's own, ~/tensorflow_datasets)
     train_split: str = "train"
     eval_split: str = "test"
-    image_size: int | None = None  # resize folder images to this square size
+    image_size: int | None = None  # resize folder images / video frames to this square size
+    frames: int = 16  # video datasets: frames per clip (video models need >= 8)
+    frame_stride: int = 2  # video datasets: take every `frame_stride`-th frame
     eval_fraction: float = 0.2  # held-out share for sources without a test split
     # Model.
     model: str = "se_resnet18"
-    stem: str = "cifar"
+    stem: str = "cifar"  # image models; video models (r3d_*) always use their "r3d" stem
     attn: str | None = None  # override the model's attention variant
     zero_init_last_bn: bool = False
     dtype: str = "float32"  # compute dtype; parameters are always float32
@@ -89,7 +91,8 @@ class TrainConfig:
         choice("parallel", PARALLEL)
         choice("optimizer", OPTIMIZERS)
         choice("dtype", DTYPES)
-        for name in ("batch_size", "epochs", "log_every", "keep_checkpoints"):
+        for name in ("batch_size", "epochs", "log_every", "keep_checkpoints", "frames",
+                     "frame_stride"):
             need(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name,
                  "an integer >= 1")
         for name in ("checkpoint_every", "crop_padding"):

@@ -4,10 +4,14 @@ Sources: `digits` (scikit-learn's 8x8 handwritten digits, shipped inside the pac
 network), `folder:/path` (one sub-folder per class, PNG/JPEG/..., optional `train/` and
 `test/`|`val/` splits) and any TensorFlow Datasets image-classification dataset by name, read
 through TFDS's random-access `data_source` (array_record files; TensorFlow is not needed).
+TFDS video-classification datasets (a `video` feature `(T, H, W, C)` and a class label, e.g.
+`ucf101`) give clips of `frames` frames, `frame_stride` apart, resized on the host so the short
+side is `image_size` and centre-cropped to a square: uint8 `(n, frames, size, size, C)`.
 
 The host only decodes and batches uint8 images; augmentation and normalisation run on the device
 (`train.augment`). Order: the global batch of step `s` is a fixed function of `(seed, s)`, and
-each process takes its contiguous slice of it, so a resumed run sees exactly the same batches.
+each process takes its contiguous slice of it, so a resumed run sees exactly the same batches;
+the start frame of each training clip is a fixed function of `(seed, step, example index)` too.
 """
 
 from __future__ import annotations
@@ -74,6 +78,65 @@ class TFDSSource:
 
 
 @dataclass
+class TFDSVideoSource:
+    """A TFDS data source of videos, sampled into fixed-size uint8 clips on access.
+
+    A clip is `frames` frames `stride` apart (frame indices wrap around in videos shorter
+    than the clip span). Training clips (`get(indices, step=s)`) start at a frame drawn from
+    `(seed, s, index)`; evaluation clips (`step=None`) are the centred span. Each frame is
+    resized (bilinear) so its short side is `size`, then centre-cropped to `size x size`.
+    """
+
+    source: Any
+    video_key: str
+    label_key: str
+    frames: int
+    stride: int
+    size: int | None  # None: keep the stored (square) frame size
+    seed: int = 0
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def _frame_indices(self, length: int, index: int, step: int | None) -> np.ndarray:
+        span = (self.frames - 1) * self.stride + 1
+        room = max(length - span, 0)
+        start = room // 2 if step is None else \
+            int(np.random.default_rng([self.seed, step, index]).integers(0, room + 1))
+        return (start + self.stride * np.arange(self.frames)) % length
+
+    def _resize(self, clip: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        t, h, w, c = clip.shape
+        if self.size is None or (h, w) == (self.size, self.size):
+            return clip
+        scale = self.size / min(h, w)
+        rh, rw = max(self.size, round(h * scale)), max(self.size, round(w * scale))
+        top, left = (rh - self.size) // 2, (rw - self.size) // 2
+        out = np.empty((t, self.size, self.size, c), np.uint8)
+        for i, frame in enumerate(clip):
+            im = Image.fromarray(frame[..., 0] if c == 1 else frame)
+            im = im.resize((rw, rh), Image.BILINEAR)
+            a = np.asarray(im, np.uint8)[top:top + self.size, left:left + self.size]
+            out[i] = a[..., None] if a.ndim == 2 else a
+        return out
+
+    def get(self, indices: np.ndarray, step: int | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+        """Clips `(n, frames, size, size, C)` and labels of the examples at `indices`."""
+        clips, labels = [], []
+        for i in indices:
+            item = self.source[int(i)]
+            video = np.asarray(item[self.video_key], np.uint8)
+            video = video[..., None] if video.ndim == 3 else video
+            clip = video[self._frame_indices(len(video), int(i), step)]
+            clips.append(self._resize(clip))
+            labels.append(item[self.label_key])
+        return np.stack(clips), np.asarray(labels, np.int32)
+
+
+@dataclass
 class Dataset:
     """A train and an eval source with their shape and class count."""
 
@@ -81,18 +144,26 @@ class Dataset:
     train: Source
     eval: Source
     num_classes: int
-    image_shape: tuple[int, int, int]  # (H, W, C)
+    image_shape: tuple[int, ...]  # (H, W, C), or (T, H, W, C) for video clips
+
+    @property
+    def is_video(self) -> bool:
+        """True when examples are clips `(T, H, W, C)`."""
+        return len(self.image_shape) == 4
 
 
 def load_dataset(name: str, *, data_dir: str | None = None, train_split: str = "train",
                  eval_split: str = "test", image_size: int | None = None,
-                 eval_fraction: float = 0.2, seed: int = 0) -> Dataset:
-    """Open `digits`, `folder:/path` or a TFDS dataset by name."""
+                 eval_fraction: float = 0.2, seed: int = 0, frames: int = 16,
+                 frame_stride: int = 2) -> Dataset:
+    """Open `digits`, `folder:/path` or a TFDS dataset (images or videos) by name."""
     if name == "digits":
         return digits_dataset(eval_fraction, seed)
     if name.startswith("folder:"):
         return folder_dataset(Path(name[len("folder:"):]), image_size, eval_fraction, seed)
-    return tfds_dataset(name.removeprefix("tfds:"), data_dir, train_split, eval_split)
+    return tfds_dataset(name.removeprefix("tfds:"), data_dir, train_split, eval_split,
+                        image_size=image_size, frames=frames, frame_stride=frame_stride,
+                        seed=seed)
 
 
 def _split(n: int, eval_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -207,14 +278,41 @@ def _prepare_hint(name: str, data_dir: str | None) -> str:
             f"~/tensorflow_datasets). Reading needs no TensorFlow.")
 
 
+def _video_feature_without_tensorflow() -> None:
+    """Let TFDS build `tfds.features.Video` when TensorFlow is not installed.
+
+    TFDS 4.9's `Video.__init__` converts its dtype with `tf.dtypes.as_dtype` although decoding
+    through `data_source` never touches TensorFlow (frames are decoded with PIL). Without
+    TensorFlow, give that module a stand-in whose `dtypes.as_dtype` is `np.dtype`; nothing else
+    in the read path uses it. With TensorFlow installed this does nothing.
+    """
+    import importlib.util
+    import types
+
+    if importlib.util.find_spec("tensorflow") is not None:
+        return
+    try:
+        from tensorflow_datasets.core.features import video_feature
+    except ImportError:
+        return
+    if not isinstance(getattr(video_feature, "tf", None), types.SimpleNamespace):
+        video_feature.tf = types.SimpleNamespace(dtypes=types.SimpleNamespace(as_dtype=np.dtype))
+
+
 def tfds_dataset(name: str, data_dir: str | None, train_split: str = "train",
-                 eval_split: str = "test") -> Dataset:
-    """A TFDS image-classification dataset prepared as array_record, opened without download."""
+                 eval_split: str = "test", *, image_size: int | None = None,
+                 frames: int = 16, frame_stride: int = 2, seed: int = 0) -> Dataset:
+    """A TFDS image- or video-classification dataset prepared as array_record (no download)."""
     try:
         import tensorflow_datasets as tfds
     except ImportError:
         raise DatasetUnavailable(f"dataset {name!r} is read with tensorflow-datasets: pip "
                                  "install tensorflow-datasets (or the 'train' extra)") from None
+    _video_feature_without_tensorflow()
+    try:
+        import tensorflow_datasets.video  # noqa: F401  (registers ucf101 and other video sets)
+    except ImportError:
+        pass
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # unknown names, unreadable directories
@@ -222,13 +320,14 @@ def tfds_dataset(name: str, data_dir: str | None, train_split: str = "train",
         raise DatasetUnavailable(f"TFDS dataset {name!r} is not available: {first}. Use a TFDS "
                                  "name (e.g. cifar10), 'digits', or folder:/path") from None
     info = builder.info
-    keys = info.supervised_keys or ("image", "label")
-    image_key, label_key = keys[0], keys[1]
     features = info.features
+    keys = info.supervised_keys or (("video" if "video" in features else "image"), "label")
+    image_key, label_key = keys[0], keys[1]
     if image_key not in features or label_key not in features or \
             not hasattr(features[label_key], "num_classes"):
-        raise DatasetUnavailable(f"TFDS dataset {name!r} is not an image-classification dataset "
-                                 f"(supervised keys {keys}); expected an image and a class label")
+        raise DatasetUnavailable(f"TFDS dataset {name!r} is not an image- or video-"
+                                 f"classification dataset (supervised keys {keys}); expected an "
+                                 "image or a video and a class label")
     try:
         sources = [tfds.data_source(name, split=s, data_dir=data_dir, download=False)
                    for s in (train_split, eval_split)]
@@ -245,27 +344,41 @@ def tfds_dataset(name: str, data_dir: str | None, train_split: str = "train",
         raise DatasetUnavailable(f"TFDS dataset {name!r} is not prepared at "
                                  f"{builder.data_path} (this machine has no network).\n"
                                  f"{_prepare_hint(name, data_dir)}") from None
+    num_classes = int(features[label_key].num_classes)
+    if isinstance(features[image_key], tfds.features.Video):
+        frame = tuple(features[image_key].shape[1:])  # (H, W, C); H, W may be None
+        if image_size is None and (None in frame[:2] or frame[0] != frame[1]):
+            raise DatasetUnavailable(f"TFDS dataset {name!r} has frames of size {frame[:2]}; "
+                                     "set image_size to resize them to one square size")
+        size = image_size or frame[0]
+        train_v, eval_v = (TFDSVideoSource(src, image_key, label_key, frames, frame_stride,
+                                           image_size, seed) for src in sources)
+        return Dataset(name, train_v, eval_v, num_classes, (frames, size, size, frame[2] or 3))
     shape = features[image_key].shape
     train = TFDSSource(sources[0], image_key, label_key)
     ev = TFDSSource(sources[1], image_key, label_key)
     if any(d is None for d in shape):
         shape = train.get(np.array([0]))[0].shape[1:]
     shape = tuple(shape) if len(shape) == 3 else (*shape, 1)
-    return Dataset(name, train, ev, int(features[label_key].num_classes), shape)
+    return Dataset(name, train, ev, num_classes, shape)
 
 
 def channel_stats(source: Source, max_examples: int = 10_000, seed: int = 0
                   ) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of pixel values in [0, 1] over (a sample of) `source`."""
+    """Per-channel mean and std of pixel values in [0, 1] over (a sample of) `source`.
+
+    Works for images `(n, H, W, C)` and clips `(n, T, H, W, C)` alike.
+    """
     n = len(source)
     idx = np.arange(n) if n <= max_examples else \
         np.sort(np.random.default_rng(seed).choice(n, max_examples, replace=False))
     total = total_sq = count = 0.0
     for start in range(0, len(idx), 1024):
         x = source.get(idx[start:start + 1024])[0].astype(np.float64) / 255.0
-        total = total + x.sum(axis=(0, 1, 2))
-        total_sq = total_sq + np.square(x).sum(axis=(0, 1, 2))
-        count += x.shape[0] * x.shape[1] * x.shape[2]
+        axes = tuple(range(x.ndim - 1))
+        total = total + x.sum(axis=axes)
+        total_sq = total_sq + np.square(x).sum(axis=axes)
+        count += x.size // x.shape[-1]
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - np.square(mean), 1e-12))
     return [float(m) for m in mean], [float(s) for s in std]
@@ -287,11 +400,16 @@ def batch_indices(step: int, n_train: int, global_batch: int, seed: int) -> np.n
 def train_batches(source: Source, start_step: int, end_step: int, global_batch: int, seed: int,
                   process_index: int = 0, process_count: int = 1
                   ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """`(step, images, labels)` of this process's slice of each global batch."""
+    """`(step, images, labels)` of this process's slice of each global batch.
+
+    Video sources also get the step, which draws the start frame of each training clip.
+    """
     local = global_batch // process_count
     for step in range(start_step, end_step):
         idx = batch_indices(step, len(source), global_batch, seed)
-        images, labels = source.get(idx[process_index * local:(process_index + 1) * local])
+        mine = idx[process_index * local:(process_index + 1) * local]
+        images, labels = source.get(mine, step=step) if isinstance(source, TFDSVideoSource) \
+            else source.get(mine)
         yield step, images, labels
 
 
@@ -304,7 +422,8 @@ def eval_batches(source: Source, global_batch: int, process_index: int = 0,
                                                     (process_index + 1) * local]
         valid = idx < n
         images, labels = source.get(np.where(valid, idx, n - 1))
-        images = np.where(valid[:, None, None, None], images, 0).astype(np.uint8)
+        keep = valid.reshape(-1, *[1] * (images.ndim - 1))
+        images = np.where(keep, images, 0).astype(np.uint8)
         yield images, np.where(valid, labels, 0).astype(np.int32), valid.astype(np.float32)
 
 

@@ -9,6 +9,9 @@
 * `gates.png` — the article's channel-weight visualisation done on the SE gate `s` (the sigmoid
   output, `(N, C)`), not on the rescaled feature map: for the last block of each stage, the mean
   gate of every channel per class, over the evaluation images.
+
+Video models (`r3d_*`, clips `(N, T, H, W, C)`) go through the same three steps; the reference
+model gets the clips as `(N, C, T, H, W)`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from se_flax.mapping import flax_to_torch
+from se_flax.model_specs import FAMILY_STEMS, model_spec
 from se_flax.models import create_model
 from train.augment import normalize
 
@@ -28,8 +32,15 @@ EVAL_TOL = 1e-5
 
 
 def model_options(cfg: Any, num_classes: int, in_chans: int) -> dict[str, Any]:
-    """The `create_model` options shared by both frameworks."""
-    options = {"num_classes": num_classes, "stem": cfg.stem, "in_chans": in_chans,
+    """The `create_model` options shared by both frameworks.
+
+    Video models have one stem (`r3d`); the image default `stem="cifar"` means it for them.
+    """
+    stem = cfg.stem
+    family = model_spec(cfg.model).family
+    if family == "r3d" and stem == "cifar":
+        stem = FAMILY_STEMS[family][0]
+    options = {"num_classes": num_classes, "stem": stem, "in_chans": in_chans,
                "zero_init_last_bn": cfg.zero_init_last_bn}
     if cfg.attn is not None:
         options["attn"] = cfg.attn
@@ -48,7 +59,7 @@ def export_torch(variables: dict[str, Any], path: str | Path) -> dict[str, np.nd
 
 def flax_eval(model_name: str, options: dict[str, Any], variables: dict[str, Any],
               x: np.ndarray, *, intermediates: bool = False) -> tuple[np.ndarray, Any]:
-    """Eval-mode float32 logits (and the sown gates) of the Flax model on `x` (NHWC)."""
+    """Eval-mode float32 logits (and the sown gates) of the Flax model on `x` (N[T]HWC)."""
     model = create_model(model_name, **options)
 
     def run(v: dict[str, Any], x: jax.Array) -> tuple[jax.Array, Any]:
@@ -62,8 +73,12 @@ def flax_eval(model_name: str, options: dict[str, Any], variables: dict[str, Any
 
 
 def parity_check(model_name: str, options: dict[str, Any], checkpoint: str | Path,
-                 variables: dict[str, Any], x: np.ndarray) -> dict[str, Any]:
-    """Load `checkpoint` into `se_torch_ref` and compare eval logits with Flax on `x` (NHWC)."""
+                 variables: dict[str, Any], x: np.ndarray,
+                 flax_logits: np.ndarray | None = None) -> dict[str, Any]:
+    """Load `checkpoint` into `se_torch_ref`; compare eval logits with Flax on `x` (N[T]HWC).
+
+    `flax_logits`: the Flax logits of `x` when already computed (else computed here).
+    """
     import torch
 
     import se_torch_ref.models as torch_models
@@ -72,9 +87,10 @@ def parity_check(model_name: str, options: dict[str, Any], checkpoint: str | Pat
     ref.load_state_dict(torch.load(str(checkpoint), weights_only=True), strict=True)
     ref.eval()
     with torch.no_grad():
-        torch_logits = ref(torch.from_numpy(np.array(x.transpose(0, 3, 1, 2))))
+        torch_logits = ref(torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1))))
     torch_logits = torch_logits.numpy().astype(np.float64)
-    flax_logits, _ = flax_eval(model_name, options, variables, x)
+    if flax_logits is None:
+        flax_logits, _ = flax_eval(model_name, options, variables, x)
     max_abs = float(np.max(np.abs(flax_logits - torch_logits)))
     max_rel = max_abs / max(1.0, float(np.max(np.abs(torch_logits))))
     return {"batch": int(x.shape[0]), "max_abs": max_abs, "max_rel": max_rel,
@@ -140,6 +156,7 @@ def export_all(cfg: Any, variables: dict[str, Any], images: np.ndarray, labels: 
     options = model_options(cfg, num_classes, in_chans)
     x = np.asarray(normalize(jnp.asarray(images), mean, std), np.float32)
     result: dict[str, Any] = {}
+    logits, inter = flax_eval(cfg.model, options, variables, x, intermediates=True)
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -148,8 +165,8 @@ def export_all(cfg: Any, variables: dict[str, Any], images: np.ndarray, labels: 
         pth = out / "model.pth"
         export_torch(variables, pth)
         result["torch_export"] = str(pth)
-        result["parity"] = parity_check(cfg.model, options, pth, variables, x[:64])
-    _, inter = flax_eval(cfg.model, options, variables, x, intermediates=True)
+        result["parity"] = parity_check(cfg.model, options, pth, variables, x[:64],
+                                        logits[:64])
     gates = stage_gates(inter)
     if gates:
         png = out / "gates.png"

@@ -110,7 +110,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
     """The per-device step `(state, uint8 images, int labels) → (state, metrics)`.
 
     Metrics (averaged over all devices): `loss`, `accuracy` (of the augmented batch), `lr`,
-    `grad_norm`; with float16 also `loss_scale`.
+    `grad_norm`; with float16 also `loss_scale` and `skipped` (1.0 where the scaled gradients
+    overflowed and the update was not applied).
     """
     base_key = jax.random.key(seed)
 
@@ -148,6 +149,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
         metrics["grad_norm"] = optax.tree.norm(grads)
         if dyn is not None:
             metrics["loss_scale"] = dyn.scale
+            metrics["skipped"] = 1.0 - is_finite.astype(jnp.float32)  # update not applied
         new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                                   opt_state=opt_state, dynamic_scale=dyn)
         return new_state, metrics
