@@ -54,8 +54,9 @@ def flax_steps(name: str, x: np.ndarray, y: np.ndarray, dtype: str = "float32",
 
     train_jit = jax.jit(train, donate_argnums=0)
     infer_jit = jax.jit(lambda v: model.apply(v, xf, train=False))
-    box = {"state": (variables["params"], variables["batch_stats"],
-                     tx.init(variables["params"]))}
+    # The train step donates its state: give it its own copy so `infer` keeps `variables`.
+    own = jax.tree.map(jnp.copy, variables)
+    box = {"state": (own["params"], own["batch_stats"], tx.init(own["params"]))}
 
     def train_step() -> None:
         box["state"], loss = train_jit(box["state"])
