@@ -7,6 +7,7 @@ torchvision/timm). Every convolution pads symmetrically like PyTorch's `padding=
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,8 @@ import jax.numpy as jnp
 
 from se_flax.layers.functional import at_least_fp32
 from se_flax.layers.norm import BatchNorm
+from se_flax.model_specs import NO_ATTENTION
+from se_flax.variants import ATTENTION_VARIANTS
 
 # torchvision/timm: kaiming_normal_(mode="fan_out", nonlinearity="relu").
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -26,6 +29,24 @@ def conv(features: int, kernel: int, stride: int = 1, dtype: Any = None, name: s
     pad = kernel // 2
     return nn.Conv(features, (kernel, kernel), (stride, stride), padding=[(pad, pad)] * 2,
                    use_bias=False, dtype=dtype, kernel_init=conv_init, name=name)
+
+
+def batch_norm(name: str, train: bool, axis_name: str | None, dtype: Any,
+               zero_scale: bool = False) -> BatchNorm:
+    """PyTorch-compatible BatchNorm; `zero_scale` for a block's last BN (`zero_init_last_bn`)."""
+    return BatchNorm(use_running_average=not train, axis_name=axis_name, dtype=dtype, name=name,
+                     scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones)
+
+
+def attention_factory(attn: str, attn_kwargs: Any, axis_name: str | None,
+                      spatial_dims: int) -> Callable[..., nn.Module] | None:
+    """The attention variant `attn` with its options bound, or None for `"none"`."""
+    if attn == NO_ATTENTION:
+        return None
+    options = dict(attn_kwargs or {})
+    if attn == "cbam":  # its spatial branch has a BatchNorm: synchronise it like the others
+        options.setdefault("bn_axis_name", axis_name)
+    return functools.partial(ATTENTION_VARIANTS[attn], spatial_dims=spatial_dims, **options)
 
 
 class ResidualBlock(nn.Module):
@@ -44,10 +65,8 @@ class ResidualBlock(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Apply the block."""
         def bn(name: str, last: bool = False) -> BatchNorm:
-            zero = last and self.zero_init_last_bn
-            return BatchNorm(use_running_average=not train, axis_name=self.axis_name,
-                             dtype=self.dtype, name=name,
-                             scale_init=nn.initializers.zeros if zero else nn.initializers.ones)
+            return batch_norm(name, train, self.axis_name, self.dtype,
+                              last and self.zero_init_last_bn)
 
         out_ch = self.planes * (4 if self.bottleneck else 1)
         if self.bottleneck:

@@ -10,7 +10,6 @@ Names follow torchvision's `VideoResNet` (`r3d_18`) through `se_flax.mapping`'s 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -19,8 +18,7 @@ import jax
 
 from se_flax.layers.norm import BatchNorm
 from se_flax.model_specs import NO_ATTENTION, check_image
-from se_flax.models.blocks import conv_init, global_pool
-from se_flax.variants import ATTENTION_VARIANTS
+from se_flax.models.blocks import attention_factory, batch_norm, conv_init, global_pool
 
 
 def conv3d(features: int, kernel: tuple[int, int, int], stride: tuple[int, int, int],
@@ -45,10 +43,8 @@ class VideoBlock(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Apply the block to `(N, T, H, W, C)`."""
         def bn(name: str, last: bool = False) -> BatchNorm:
-            init = nn.initializers.zeros if last and self.zero_init_last_bn else \
-                nn.initializers.ones
-            return BatchNorm(use_running_average=not train, axis_name=self.axis_name,
-                             dtype=self.dtype, scale_init=init, name=name)
+            return batch_norm(name, train, self.axis_name, self.dtype,
+                              last and self.zero_init_last_bn)
 
         s = (self.stride,) * 3
         y = conv3d(self.planes, (3, 3, 3), s, self.dtype, "conv1_0")(x)
@@ -83,16 +79,10 @@ class VideoResNet(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Logits `(N, num_classes)` for channels-last clips `x` of shape `(N, T, H, W, C)`."""
         check_image(self.model_name, x.shape, self.in_chans, -1, self.stem)
-        attn = None
-        if self.attn != NO_ATTENTION:
-            options = dict(self.attn_kwargs or {})
-            if self.attn == "cbam":
-                options.setdefault("bn_axis_name", self.axis_name)
-            attn = functools.partial(ATTENTION_VARIANTS[self.attn], spatial_dims=3, **options)
+        attn = attention_factory(self.attn, self.attn_kwargs, self.axis_name, spatial_dims=3)
         x = x.astype(self.dtype or x.dtype)
         x = conv3d(64, (3, 7, 7), (1, 2, 2), self.dtype, "stem_0")(x)
-        x = nn.relu(BatchNorm(use_running_average=not train, axis_name=self.axis_name,
-                              dtype=self.dtype, name="stem_1")(x))
+        x = nn.relu(batch_norm("stem_1", train, self.axis_name, self.dtype)(x))
         in_ch = 64
         for stage, blocks in enumerate(self.layers):
             planes = 64 * 2 ** stage

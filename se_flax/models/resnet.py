@@ -7,16 +7,13 @@ Stems: `imagenet` (7x7/2 conv, 3x3/2 max-pool padded with -inf) or `cifar` (3x3/
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax.linen as nn
 import jax
 
-from se_flax.layers.norm import BatchNorm
 from se_flax.model_specs import NO_ATTENTION, check_image
-from se_flax.models.blocks import ResidualBlock, conv, global_pool
-from se_flax.variants import ATTENTION_VARIANTS
+from se_flax.models.blocks import ResidualBlock, attention_factory, batch_norm, conv, global_pool
 
 
 class ResNet(nn.Module):
@@ -38,19 +35,13 @@ class ResNet(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Logits `(N, num_classes)` in float32 for channels-last images `x`."""
         check_image(self.model_name, x.shape, self.in_chans, -1, self.stem)
-        attn = None
-        if self.attn != NO_ATTENTION:
-            options = dict(self.attn_kwargs or {})
-            if self.attn == "cbam":
-                options.setdefault("bn_axis_name", self.axis_name)
-            attn = functools.partial(ATTENTION_VARIANTS[self.attn], spatial_dims=2, **options)
+        attn = attention_factory(self.attn, self.attn_kwargs, self.axis_name, spatial_dims=2)
         x = x.astype(self.dtype or x.dtype)
         if self.stem == "imagenet":
             x = conv(64, 7, 2, self.dtype, "conv1")(x)
         else:
             x = conv(64, 3, 1, self.dtype, "conv1")(x)
-        x = BatchNorm(use_running_average=not train, axis_name=self.axis_name, dtype=self.dtype,
-                      name="bn1")(x)
+        x = batch_norm("bn1", train, self.axis_name, self.dtype)(x)
         x = nn.relu(x)
         if self.stem == "imagenet":
             x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
