@@ -30,6 +30,16 @@ TIME_STRIDE = 8
 NO_ATTENTION = "none"
 # Flax-only keyword arguments (numerics and distribution, not architecture).
 FLAX_ONLY_OPTIONS = ("dtype", "axis_name")
+SHARED_OPTIONS = ("num_classes", "stem", "attn", "attn_kwargs", "zero_init_last_bn", "in_chans")
+
+
+def check_option_names(name: str, kwargs: dict[str, Any], extra: tuple[str, ...] = ()) -> None:
+    """Refuse keyword arguments `create_model` does not know, listing the ones it does."""
+    unknown = sorted(set(kwargs) - set(SHARED_OPTIONS) - set(extra))
+    if unknown:
+        raise TypeError(f"{name}: unexpected keyword argument(s) "
+                        f"{', '.join(map(repr, unknown))}; expected some of "
+                        f"{', '.join(SHARED_OPTIONS + extra)}")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,13 @@ from typing import Any
 
 import flax.linen as nn
 
-from se_flax.model_specs import FLAX_ONLY_OPTIONS, MODEL_SPECS, model_spec, resolve_options
+from se_flax.model_specs import (
+    FLAX_ONLY_OPTIONS,
+    MODEL_SPECS,
+    check_option_names,
+    model_spec,
+    resolve_options,
+)
 from se_flax.models.r3d import VideoResNet
 from se_flax.models.resnet import ResNet
 
@@ -25,12 +31,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     `"none"`), `attn_kwargs`, `zero_init_last_bn`, `in_chans`.
     Flax-only: `dtype` (compute dtype; params stay float32), `axis_name` (synchronised BN).
     """
+    check_option_names(name, kwargs, FLAX_ONLY_OPTIONS)
     flax_only = {k: kwargs.pop(k) for k in FLAX_ONLY_OPTIONS if k in kwargs}
-    try:
-        options = resolve_options(name, **kwargs)
-    except TypeError as e:
-        if "unexpected keyword" not in str(e):
-            raise
-        raise TypeError(f"{name}: {e}; expected some of num_classes, stem, attn, attn_kwargs, "
-                        f"zero_init_last_bn, in_chans, {', '.join(FLAX_ONLY_OPTIONS)}") from None
+    options = resolve_options(name, **kwargs)
     return _FAMILIES[model_spec(name).family](**options, **flax_only, model_name=name)

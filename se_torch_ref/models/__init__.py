@@ -6,7 +6,13 @@ from typing import Any
 
 from torch import nn
 
-from se_flax.model_specs import FLAX_ONLY_OPTIONS, MODEL_SPECS, model_spec, resolve_options
+from se_flax.model_specs import (
+    FLAX_ONLY_OPTIONS,
+    MODEL_SPECS,
+    check_option_names,
+    model_spec,
+    resolve_options,
+)
 from se_torch_ref.models.r3d import VideoResNet
 from se_torch_ref.models.resnet import ResNet
 
@@ -24,11 +30,6 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     if flax_only:
         raise TypeError(f"{name}: {', '.join(flax_only)} is a Flax-only option; the PyTorch "
                         "reference computes in float32 on one device")
-    try:
-        options = resolve_options(name, **kwargs)
-    except TypeError as e:
-        if "unexpected keyword" not in str(e):
-            raise
-        raise TypeError(f"{name}: {e}; expected some of num_classes, stem, attn, attn_kwargs, "
-                        "zero_init_last_bn, in_chans") from None
+    check_option_names(name, kwargs)
+    options = resolve_options(name, **kwargs)
     return _FAMILIES[model_spec(name).family](**options, model_name=name)
