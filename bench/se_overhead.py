@@ -1,7 +1,7 @@
 """SE overhead: SE-ResNet vs ResNet of the same depth, in both frameworks, in one run.
 
-All four train steps are timed in turn; the overhead is the SE model's median step time over
-the plain model's, per framework.
+All four train steps, each in its own process (`bench.workers`), are timed in turn; the
+overhead is the SE model's median step time over the plain model's, per framework.
 
     python bench/se_overhead.py --depth 50 --batch 32 --size 32 --stem cifar
 """
@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.steps import alternate, batch_arrays, flax_steps, torch_steps  # noqa: E402
+from bench.steps import alternate, batch_arrays  # noqa: E402
+from bench.workers import StepWorker, close_all  # noqa: E402
 
 
 def main() -> None:
@@ -29,19 +30,23 @@ def main() -> None:
     p.add_argument("--mode", default="train", choices=["train", "infer"])
     args = p.parse_args()
 
-    import torch
-
-    torch.set_num_threads(args.threads)
     x, y = batch_arrays(args.batch, args.size, 10)
     kw = {"num_classes": 10, "stem": args.stem}
     names = (f"resnet{args.depth}", f"se_resnet{args.depth}")
-    steps = {}
-    for name in names:
-        steps[("flax", name)] = flax_steps(name, x, y, **kw)[args.mode]
-        steps[("torch eager", name)] = torch_steps(name, x, y, **kw)[args.mode]
-    for fn in steps.values():
-        fn()  # compile / first call
-    med = alternate(steps, args.repeats, args.warmup)
+    workers: dict[tuple[str, str], StepWorker] = {}
+    try:
+        for name in names:
+            workers[("flax", name)] = StepWorker("flax", name, x, y, threads=args.threads,
+                                                 label=f"flax {name}", **kw)
+            workers[("torch eager", name)] = StepWorker("torch", name, x, y,
+                                                        threads=args.threads,
+                                                        label=f"torch {name}", **kw)
+        for w in workers.values():
+            w.run(args.mode)  # compile / first call
+        med = alternate({k: w.step(args.mode) for k, w in workers.items()}, args.repeats,
+                        args.warmup)
+    finally:
+        close_all(workers)
     print(f"{args.mode} step, batch {args.batch}, {args.size}x{args.size} {args.stem} stem, "
           f"{args.threads} threads")
     print("| framework | plain img/s | SE img/s | SE time / plain time |")

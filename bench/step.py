@@ -1,8 +1,13 @@
 """Flax vs PyTorch, side by side: train step and inference throughput of one model.
 
-Both frameworks get the same model, batch, input and thread count. Steps are timed in turn
-(Flax, PyTorch eager, PyTorch channels_last, Flax, …) so machine noise hits all alike; figures
-are medians after warm-up; compile time (JAX's first call, torch.compile's) is reported apart.
+Both frameworks get the same model, batch, input and thread count. Each variant runs in its
+own process (`bench.workers`); steps are timed in turn (Flax, Flax with plain XLA
+convolutions, PyTorch eager, PyTorch channels_last, Flax, …) so machine noise hits all alike;
+figures are medians after warm-up; first calls (JAX compile, torch.compile) are reported apart.
+
+`flax` is the library as shipped; `flax plain-conv` is the same model with every convolution
+left to `lax.conv_general_dilated` and JAX's autodiff (`SE_FLAX_PLAIN_CONV=1`), i.e. the
+program before the CPU work described in bench/BENCHMARKS.md.
 
     python bench/step.py --model se_resnet50 --batch 32 --size 32 --stem cifar --threads 2
 """
@@ -14,7 +19,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.steps import alternate, batch_arrays, flax_steps, timed, torch_steps  # noqa: E402
+from bench.steps import alternate, batch_arrays  # noqa: E402
+from bench.workers import StepWorker, close_all  # noqa: E402
+
+FLAX_VARIANTS = {"flax": {}, "flax plain-conv": {"SE_FLAX_PLAIN_CONV": "1"}}
+TORCH_VARIANTS = ("eager", "channels_last", "compile")
 
 
 def main() -> None:
@@ -30,31 +39,50 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--modes", default="train,infer")
+    p.add_argument("--flax-variants", default="flax,flax plain-conv",
+                   help=f"comma list of {', '.join(FLAX_VARIANTS)}")
     p.add_argument("--torch-variants", default="eager,channels_last",
-                   help="comma list of eager, channels_last, compile")
+                   help=f"comma list of {', '.join(TORCH_VARIANTS)}")
     args = p.parse_args()
+    flax_names = [v for v in args.flax_variants.split(",") if v]
+    torch_names = [v for v in args.torch_variants.split(",") if v]
+    for v in flax_names:
+        if v not in FLAX_VARIANTS:
+            p.error(f"unknown --flax-variants entry {v!r}; expected one of {list(FLAX_VARIANTS)}")
+    for v in torch_names:
+        if v not in TORCH_VARIANTS:
+            p.error(f"unknown --torch-variants entry {v!r}; expected one of {TORCH_VARIANTS}")
+    if not flax_names:
+        p.error("--flax-variants needs at least one entry (ratios are against it)")
 
     import jax
     import torch
 
-    torch.set_num_threads(args.threads)
     x, y = batch_arrays(args.batch, args.size, args.num_classes)
     kw = {"num_classes": args.num_classes, "stem": args.stem}
     print(f"model={args.model} batch={args.batch} size={args.size} stem={args.stem} "
           f"dtype={args.dtype} threads={args.threads} jax={jax.__version__} "
-          f"torch={torch.__version__}")
-    flax = flax_steps(args.model, x, y, args.dtype, **kw)
-    torches = {v: torch_steps(args.model, x, y, args.dtype, v, **kw)
-               for v in args.torch_variants.split(",")}
-    for mode in args.modes.split(","):
-        steps = {"flax": flax[mode]} | {f"torch {v}": s[mode] for v, s in torches.items()}
-        first = {k: timed(fn) for k, fn in steps.items()}
-        print(f"{mode}: first call (compile) " +
-              ", ".join(f"{k} {t:.1f}s" for k, t in first.items()))
-        medians = alternate(steps, args.repeats, args.warmup)
-        for name, med in medians.items():
-            print(f"  {name:<22} {args.batch / med:8.1f} img/s  median {med * 1e3:8.1f} ms  "
-                  f"time / flax time: {med / medians['flax']:5.2f}")
+          f"torch={torch.__version__} (one process per variant)", flush=True)
+    workers: dict[str, StepWorker] = {}
+    try:
+        for v in flax_names:
+            workers[v] = StepWorker("flax", args.model, x, y, args.dtype, env=FLAX_VARIANTS[v],
+                                    threads=args.threads, label=v, **kw)
+        for v in torch_names:
+            workers[f"torch {v}"] = StepWorker("torch", args.model, x, y, args.dtype, v,
+                                               threads=args.threads, label=v, **kw)
+        for mode in args.modes.split(","):
+            first = {k: w.run(mode) for k, w in workers.items()}
+            print(f"{mode}: first call (compile) " +
+                  ", ".join(f"{k} {t:.1f}s" for k, t in first.items()), flush=True)
+            medians = alternate({k: w.step(mode) for k, w in workers.items()},
+                                args.repeats, args.warmup)
+            base = medians[flax_names[0]]
+            for name, med in medians.items():
+                print(f"  {name:<22} {args.batch / med:8.1f} img/s  median {med * 1e3:8.1f} ms"
+                      f"  time / {flax_names[0]} time: {med / base:5.2f}", flush=True)
+    finally:
+        close_all(workers)
 
 
 if __name__ == "__main__":

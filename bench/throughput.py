@@ -1,8 +1,10 @@
 """Training throughput table: Flax vs PyTorch, ResNet vs SE-ResNet, achieved TFLOP/s.
 
 Used by `bench/gpu.sh`. For each input configuration, the four train steps (2 frameworks x
-plain/SE) are timed in turn; achieved FLOP/s counts 3 x 2 x MACs per image (forward plus the
-two backward products), MACs taken from the model's own program (`se_flax.flops`).
+plain/SE), each in its own process (`bench.workers`; JAX without GPU memory preallocation,
+so several processes share the device), are timed in turn; achieved FLOP/s counts
+3 x 2 x MACs per image (forward plus the two backward products), MACs taken from the model's
+own program (`se_flax.flops`).
 
     python bench/throughput.py --configs 224:256,32:512 --dtype bfloat16 --device cuda
 """
@@ -10,11 +12,15 @@ two backward products), MACs taken from the model's own program (`se_flax.flops`
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.steps import alternate, batch_arrays, flax_steps, timed, torch_steps  # noqa: E402
+from bench.steps import alternate, batch_arrays  # noqa: E402
+from bench.workers import StepWorker, close_all  # noqa: E402
+
+FLAX_ENV = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
 
 # Dense bf16 tensor-core peak per chip (vendor datasheets), FLOP/s.
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12}
@@ -39,6 +45,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     args = p.parse_args()
 
+    os.environ.update(FLAX_ENV)  # before JAX starts here; the workers inherit it
     import jax
 
     from se_flax.flops import model_cost
@@ -57,14 +64,21 @@ def main() -> None:
         stem = "cifar" if size <= 64 else "imagenet"
         kw = {"num_classes": 10 if stem == "cifar" else 1000, "stem": stem}
         x, y = batch_arrays(batch, size, kw["num_classes"])
-        steps, macs = {}, {}
-        for name in args.models.split(","):
-            steps[("flax", name)] = flax_steps(name, x, y, args.dtype, **kw)["train"]
-            steps[("torch", name)] = torch_steps(name, x, y, args.dtype, args.torch_variant,
-                                                 args.device, **kw)["train"]
-            macs[name] = model_cost(create_model(name, **kw), (1, size, size, 3))[1]
-        compile_s = {k: timed(fn) for k, fn in steps.items()}
-        med = alternate(steps, args.repeats, args.warmup)
+        workers: dict[tuple[str, str], StepWorker] = {}
+        macs = {}
+        try:
+            for name in args.models.split(","):
+                workers[("flax", name)] = StepWorker("flax", name, x, y, args.dtype,
+                                                     env=FLAX_ENV, label=f"flax {name}", **kw)
+                workers[("torch", name)] = StepWorker("torch", name, x, y, args.dtype,
+                                                      args.torch_variant, args.device,
+                                                      label=f"torch {name}", **kw)
+                macs[name] = model_cost(create_model(name, **kw), (1, size, size, 3))[1]
+            compile_s = {k: w.run("train") for k, w in workers.items()}
+            med = alternate({k: w.step("train") for k, w in workers.items()}, args.repeats,
+                            args.warmup)
+        finally:
+            close_all(workers)
         for name in args.models.split(","):
             f, t = med[("flax", name)], med[("torch", name)]
             tflops = 6 * macs[name] * batch / f / 1e12

@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from se_flax.layers.conv import conv_general_dilated
 from se_flax.layers.functional import at_least_fp32
 from se_flax.layers.norm import BatchNorm
 from se_flax.model_specs import NO_ATTENTION
@@ -28,7 +29,8 @@ def conv(features: int, kernel: int, stride: int = 1, dtype: Any = None, name: s
     """Bias-free 2D convolution with PyTorch's symmetric padding `kernel // 2`."""
     pad = kernel // 2
     return nn.Conv(features, (kernel, kernel), (stride, stride), padding=[(pad, pad)] * 2,
-                   use_bias=False, dtype=dtype, kernel_init=conv_init, name=name)
+                   use_bias=False, dtype=dtype, kernel_init=conv_init, name=name,
+                   conv_general_dilated=conv_general_dilated)
 
 
 def batch_norm(name: str, train: bool, axis_name: str | None, dtype: Any,

@@ -16,6 +16,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
+from se_flax.layers.conv import conv_general_dilated
 from se_flax.layers.norm import BatchNorm
 from se_flax.model_specs import NO_ATTENTION, check_image
 from se_flax.models.blocks import attention_factory, batch_norm, conv_init, global_pool
@@ -25,7 +26,8 @@ def conv3d(features: int, kernel: tuple[int, int, int], stride: tuple[int, int, 
            dtype: Any, name: str) -> nn.Conv:
     """Bias-free 3D convolution with PyTorch's symmetric padding `k // 2` per axis."""
     return nn.Conv(features, kernel, stride, padding=[(k // 2, k // 2) for k in kernel],
-                   use_bias=False, dtype=dtype, kernel_init=conv_init, name=name)
+                   use_bias=False, dtype=dtype, kernel_init=conv_init, name=name,
+                   conv_general_dilated=conv_general_dilated)
 
 
 class VideoBlock(nn.Module):

@@ -1,0 +1,102 @@
+"""Convolution for `nn.Conv(conv_general_dilated=...)`: 1x1 kernels as matrix products.
+
+A 1x1 convolution (any stride, no padding, no dilation, one group) is a strided slice followed
+by a matrix product over the channel axis: the same math, a different program for XLA. On CPU,
+XLA lowers the weight gradient of a 1x1 `conv_general_dilated` to a convolution whose window is
+the whole feature map (batch and channels swapped by two transposes), 3-11x slower than the
+matrix product `x^T @ dy`; and when the gradient comes from plain autodiff of a `dot_general`,
+XLA's layout assignment transposes `dy` inside the fused BatchNorm backward, which runs at a
+fraction of memory bandwidth. Here the 1x1 convolution is a `dot_general` with its own VJP:
+`dx = dy @ W^T` and `dW = x^T @ dy`, each one matrix product with no copy
+(bench/BENCHMARKS.md, "CPU" section, has the measurements).
+
+Every other convolution goes to `lax.conv_general_dilated` unchanged. Parameters keep Flax's
+conv layout `(1, ..., 1, C_in, C_out)`, so checkpoints and conversion are unaffected.
+
+Limits: the 1x1 path supports reverse-mode differentiation (`grad`, `vjp`, also nested) but
+not forward mode (`jvp`, `jacfwd`), as for any `jax.custom_vjp`. Setting the environment
+variable `SE_FLAX_PLAIN_CONV=1` before the first trace sends every convolution to
+`lax.conv_general_dilated` (forward mode works, CPU training is slower).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+from jax import lax
+
+PLAIN_CONV_ENV = "SE_FLAX_PLAIN_CONV"
+
+
+def plain_conv_requested() -> bool:
+    """True when `SE_FLAX_PLAIN_CONV` asks for `lax.conv_general_dilated` everywhere."""
+    return os.environ.get(PLAIN_CONV_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _channels_last(dimension_numbers: Any, ndim: int) -> bool:
+    """True for Flax's layout: input/output `(N, *spatial, C)`, kernel `(*spatial, I, O)`."""
+    dn = lax.conv_dimension_numbers((1,) * ndim, (1,) * ndim, dimension_numbers)
+    spatial = tuple(range(1, ndim - 1))
+    return (dn.lhs_spec == (0, ndim - 1, *spatial) and dn.out_spec == dn.lhs_spec
+            and dn.rhs_spec == (ndim - 1, ndim - 2, *range(ndim - 2)))
+
+
+def _is_pointwise(rhs: jax.Array, padding: Any, lhs_dilation: Sequence[int] | None,
+                  rhs_dilation: Sequence[int] | None, feature_group_count: int,
+                  batch_group_count: int) -> bool:
+    """True for a 1x1 kernel with no padding, no dilation and a single group."""
+    if isinstance(padding, str):
+        no_pad = padding.upper() in ("VALID", "SAME", "SAME_LOWER")  # all pad 0 for 1x1
+    else:
+        no_pad = all(tuple(p) == (0, 0) for p in padding)
+    return (all(k == 1 for k in rhs.shape[:-2]) and no_pad
+            and all(d == 1 for d in (lhs_dilation or ()))
+            and all(d == 1 for d in (rhs_dilation or ()))
+            and feature_group_count == 1 and batch_group_count == 1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _matmul_channels(x: jax.Array, kernel: jax.Array, precision: Any) -> jax.Array:
+    """`x @ kernel` over the last axis of `x` (any leading shape), `kernel` `(C_in, C_out)`."""
+    return lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())), precision=precision)
+
+
+def _matmul_channels_fwd(x: jax.Array, kernel: jax.Array,
+                         precision: Any) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return _matmul_channels(x, kernel, precision), (x, kernel)
+
+
+def _matmul_channels_bwd(precision: Any, residuals: tuple[jax.Array, jax.Array],
+                         dy: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x, kernel = residuals
+    batch = tuple(range(x.ndim - 1))
+    dx = lax.dot_general(dy, kernel, (((dy.ndim - 1,), (1,)), ((), ())), precision=precision)
+    dw = lax.dot_general(x, dy, ((batch, batch), ((), ())), precision=precision)
+    return dx.astype(x.dtype), dw.astype(kernel.dtype)
+
+
+_matmul_channels.defvjp(_matmul_channels_fwd, _matmul_channels_bwd)
+
+
+def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int],
+                         padding: Any, lhs_dilation: Sequence[int] | None = None,
+                         rhs_dilation: Sequence[int] | None = None,
+                         dimension_numbers: Any = None, feature_group_count: int = 1,
+                         batch_group_count: int = 1, precision: Any = None,
+                         preferred_element_type: Any = None) -> jax.Array:
+    """`lax.conv_general_dilated`, with channels-last 1x1 convolutions as matrix products."""
+    if (not plain_conv_requested() and preferred_element_type is None
+            and dimension_numbers is not None and lhs.ndim >= 3
+            and _channels_last(dimension_numbers, lhs.ndim)
+            and _is_pointwise(rhs, padding, lhs_dilation, rhs_dilation, feature_group_count,
+                              batch_group_count)):
+        if any(s != 1 for s in window_strides):
+            lhs = lhs[(slice(None), *(slice(None, None, s) for s in window_strides))]
+        return _matmul_channels(lhs, rhs.reshape(rhs.shape[-2:]), precision)
+    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
+                                    rhs_dilation, dimension_numbers, feature_group_count,
+                                    batch_group_count, precision, preferred_element_type)

@@ -1,0 +1,137 @@
+"""The model convolution: 1x1 kernels as matrix products, everything else `lax` unchanged."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from se_flax.layers import conv as conv_module
+from se_flax.layers.conv import PLAIN_CONV_ENV, conv_general_dilated
+
+EVAL_TOL, GRAD_TOL = 1e-5, 1e-4  # DESIGN.md, fp32
+
+
+def _scaled(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / max(1.0, np.abs(b).max()))
+
+
+def _dn(ndim: int):
+    sp = "DHW"[-(ndim - 2):]
+    return ("N" + sp + "C", sp + "IO", "N" + sp + "C")
+
+
+def _case(shape, kernel, seed=0):
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    w = jnp.asarray(rng.standard_normal(kernel) / np.sqrt(kernel[-2]), jnp.float32)
+    return x, w
+
+
+POINTWISE = [  # (input shape, kernel shape, strides)
+    ((2, 8, 8, 16), (1, 1, 16, 24), (1, 1)),
+    ((2, 9, 7, 16), (1, 1, 16, 8), (2, 2)),  # odd sizes: output ceil(H / s)
+    ((2, 8, 8, 4), (1, 1, 4, 4), (2, 1)),
+    ((2, 3, 6, 6, 8), (1, 1, 1, 8, 12), (1, 2, 2)),  # video downsample
+]
+
+
+@pytest.mark.parametrize("shape,kernel,strides", POINTWISE)
+def test_pointwise_matches_lax_forward_and_gradients(shape, kernel, strides):
+    x, w = _case(shape, kernel)
+    pad = [(0, 0)] * (x.ndim - 2)
+    dn = _dn(x.ndim)
+    ours = conv_general_dilated(x, w, strides, pad, dimension_numbers=dn)
+    ref = lax.conv_general_dilated(x, w, strides, pad, dimension_numbers=dn)
+    assert ours.shape == ref.shape
+    assert _scaled(ours, ref) <= EVAL_TOL
+    cot = jnp.asarray(np.random.default_rng(1).standard_normal(ref.shape), jnp.float32)
+
+    def loss(fn, x, w):
+        return jnp.vdot(fn(x, w, strides, pad, dimension_numbers=dn), cot)
+
+    got = jax.grad(lambda x, w: loss(conv_general_dilated, x, w), (0, 1))(x, w)
+    want = jax.grad(lambda x, w: loss(lax.conv_general_dilated, x, w), (0, 1))(x, w)
+    for g, r, what in zip(got, want, ("input", "kernel"), strict=True):
+        assert g.shape == r.shape and g.dtype == r.dtype, what
+        assert _scaled(g, r) <= GRAD_TOL, what
+
+
+def test_pointwise_second_order_gradient_matches_lax():
+    x, w = _case((2, 4, 4, 6), (1, 1, 6, 5))
+    dn, pad = _dn(4), [(0, 0), (0, 0)]
+
+    def gnorm(fn):
+        inner = jax.grad(lambda w: jnp.sum(fn(x, w, (1, 1), pad, dimension_numbers=dn) ** 3))
+        return jax.grad(lambda w: jnp.sum(inner(w) ** 2))(w)
+
+    assert _scaled(gnorm(conv_general_dilated), gnorm(lax.conv_general_dilated)) <= GRAD_TOL
+
+
+def test_pointwise_is_a_matrix_product_in_the_program():
+    x, w = _case((2, 4, 4, 6), (1, 1, 6, 5))
+    jaxpr = jax.make_jaxpr(lambda x, w: conv_general_dilated(
+        x, w, (1, 1), [(0, 0), (0, 0)], dimension_numbers=_dn(4)))(x, w)
+    text = str(jaxpr)
+    assert "conv_general_dilated" not in text and "dot_general" in text
+
+
+@pytest.mark.parametrize("kernel,padding,groups,rhs_dilation", [
+    ((3, 3, 8, 8), [(1, 1), (1, 1)], 1, (1, 1)),  # 3x3
+    ((1, 1, 4, 8), [(0, 0), (0, 0)], 2, (1, 1)),  # grouped 1x1
+    ((1, 1, 8, 8), [(1, 1), (1, 1)], 1, (1, 1)),  # padded 1x1
+])
+def test_other_convolutions_are_lax_bit_for_bit(kernel, padding, groups, rhs_dilation):
+    x, w = _case((2, 6, 6, 8), kernel)
+    kw = dict(dimension_numbers=_dn(4), feature_group_count=groups, rhs_dilation=rhs_dilation)
+    ours = conv_general_dilated(x, w, (1, 1), padding, **kw)
+    ref = lax.conv_general_dilated(x, w, (1, 1), padding, **kw)
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(ref))
+
+
+def test_plain_conv_environment_variable_restores_lax(monkeypatch):
+    x, w = _case((2, 4, 4, 6), (1, 1, 6, 5))
+    monkeypatch.setenv(PLAIN_CONV_ENV, "1")
+    assert conv_module.plain_conv_requested()
+    text = str(jax.make_jaxpr(lambda x, w: conv_general_dilated(
+        x, w, (1, 1), [(0, 0), (0, 0)], dimension_numbers=_dn(4)))(x, w))
+    assert "conv_general_dilated" in text
+    monkeypatch.setenv(PLAIN_CONV_ENV, "0")
+    assert not conv_module.plain_conv_requested()
+
+
+def test_pointwise_keeps_bfloat16():
+    x, w = _case((2, 4, 4, 6), (1, 1, 6, 5))
+    x, w = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+    dn, pad = _dn(4), [(0, 0), (0, 0)]
+    y = conv_general_dilated(x, w, (1, 1), pad, dimension_numbers=dn)
+    gx, gw = jax.grad(lambda x, w: jnp.sum(conv_general_dilated(
+        x, w, (1, 1), pad, dimension_numbers=dn).astype(jnp.float32)), (0, 1))(x, w)
+    assert y.dtype == gx.dtype == gw.dtype == jnp.bfloat16
+
+
+def test_model_gradients_match_plain_lax_convolutions(monkeypatch):
+    """A whole bottleneck network: parameter gradients with and without the 1x1 path."""
+    import optax
+
+    from se_flax.models import create_model
+
+    model = create_model("se_resnet50", num_classes=10, stem="cifar")
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 16, 16, 3)), jnp.float32)
+    y = jnp.asarray([1, 7])
+    variables = model.init(jax.random.PRNGKey(0), x[:1])
+
+    def grads():
+        def loss(params):
+            logits, _ = model.apply({**variables, "params": params}, x, train=True,
+                                    mutable=["batch_stats"])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return jax.grad(loss)(variables["params"])
+
+    with jax.default_matmul_precision("highest"):
+        fast = grads()
+        monkeypatch.setenv(PLAIN_CONV_ENV, "1")
+        plain = grads()
+    worst = max(jax.tree.leaves(jax.tree.map(_scaled, fast, plain)))
+    assert worst <= GRAD_TOL
