@@ -13,6 +13,10 @@ fraction of memory bandwidth. Here the 1x1 convolution is a `dot_general` with i
 Every other convolution goes to `lax.conv_general_dilated` unchanged. Parameters keep Flax's
 conv layout `(1, ..., 1, C_in, C_out)`, so checkpoints and conversion are unaffected.
 
+The models use this path when built without `axis_name`; models built for pmap/shard_map
+training keep plain convolutions (under pmap the path gave parameters 1e-3 away from
+shard_map's after 3 steps, a difference not yet explained).
+
 Limits: the 1x1 path supports reverse-mode differentiation (`grad`, `vjp`, also nested) but
 not forward mode (`jvp`, `jacfwd`), as for any `jax.custom_vjp`. Setting the environment
 variable `SE_FLAX_PLAIN_CONV=1` before the first trace sends every convolution to

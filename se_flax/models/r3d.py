@@ -23,11 +23,14 @@ from se_flax.models.blocks import attention_factory, batch_norm, conv_init, glob
 
 
 def conv3d(features: int, kernel: tuple[int, int, int], stride: tuple[int, int, int],
-           dtype: Any, name: str) -> nn.Conv:
-    """Bias-free 3D convolution with PyTorch's symmetric padding `k // 2` per axis."""
+           dtype: Any, name: str, matmul_1x1: bool = True) -> nn.Conv:
+    """Bias-free 3D convolution with PyTorch's symmetric padding `k // 2` per axis.
+
+    `matmul_1x1`: as in `se_flax.models.blocks.conv`.
+    """
     return nn.Conv(features, kernel, stride, padding=[(k // 2, k // 2) for k in kernel],
                    use_bias=False, dtype=dtype, kernel_init=conv_init, name=name,
-                   conv_general_dilated=conv_general_dilated)
+                   conv_general_dilated=conv_general_dilated if matmul_1x1 else None)
 
 
 class VideoBlock(nn.Module):
@@ -58,7 +61,7 @@ class VideoBlock(nn.Module):
         shortcut = x
         if self.downsample:
             shortcut = bn("downsample_1")(conv3d(self.planes, (1, 1, 1), s, self.dtype,
-                                                 "downsample_0")(x))
+                                                 "downsample_0", self.axis_name is None)(x))
         return nn.relu(y + shortcut.astype(y.dtype))
 
 
