@@ -86,7 +86,10 @@ class StepWorker:
 
     def step(self, mode: str) -> Step:
         """A zero-argument callable running one `mode` step, for `bench.steps.alternate`."""
-        return lambda: self.run(mode) and None
+        def run_step() -> None:
+            self.run(mode)
+
+        return run_step
 
     def close(self) -> None:
         """Stop the worker process."""
