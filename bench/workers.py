@@ -66,6 +66,7 @@ class StepWorker:
                                     args=(child, framework, dict(env or {}), threads, args,
                                           kwargs))
         self._process.start()
+        child.close()  # only the child holds its end now: if it dies, recv raises EOFError
         self._reply("ready")
 
     def _reply(self, expected: str) -> Any:

@@ -7,15 +7,12 @@ the whole feature map (batch and channels swapped by two transposes), 3-11x slow
 matrix product `x^T @ dy`; and when the gradient comes from plain autodiff of a `dot_general`,
 XLA's layout assignment transposes `dy` inside the fused BatchNorm backward, which runs at a
 fraction of memory bandwidth. Here the 1x1 convolution is a `dot_general` with its own VJP:
-`dx = dy @ W^T` and `dW = x^T @ dy`, each one matrix product with no copy
+`dx = dy @ W^T` and `dW = x^T @ dy`, the latter on `(rows, C)` matrices so that XLA runs it as
+one matrix product with a transposed operand rather than copying `x` transposed
 (bench/BENCHMARKS.md, "CPU" section, has the measurements).
 
 Every other convolution goes to `lax.conv_general_dilated` unchanged. Parameters keep Flax's
 conv layout `(1, ..., 1, C_in, C_out)`, so checkpoints and conversion are unaffected.
-
-The models use this path when built without `axis_name`; models built for pmap/shard_map
-training keep plain convolutions (under pmap the path gave parameters 1e-3 away from
-shard_map's after 3 steps, a difference not yet explained).
 
 Limits: the 1x1 path supports reverse-mode differentiation (`grad`, `vjp`, also nested) but
 not forward mode (`jvp`, `jacfwd`), as for any `jax.custom_vjp`. Setting the environment
@@ -77,9 +74,13 @@ def _matmul_channels_fwd(x: jax.Array, kernel: jax.Array,
 def _matmul_channels_bwd(precision: Any, residuals: tuple[jax.Array, jax.Array],
                          dy: jax.Array) -> tuple[jax.Array, jax.Array]:
     x, kernel = residuals
-    batch = tuple(range(x.ndim - 1))
     dx = lax.dot_general(dy, kernel, (((dy.ndim - 1,), (1,)), ((), ())), precision=precision)
-    dw = lax.dot_general(x, dy, ((batch, batch), ((), ())), precision=precision)
+    # As 2-D `(rows, C)` matrices: a dot contracting the leading axis of both operands is one
+    # matrix product with a transposed operand. Contracting several leading axes of the
+    # N-D arrays instead makes XLA transpose `x` first, fused into whatever produced it.
+    x_rows = x.reshape(-1, x.shape[-1])
+    dy_rows = dy.reshape(-1, dy.shape[-1])
+    dw = lax.dot_general(x_rows, dy_rows, (((0,), (0,)), ((), ())), precision=precision)
     return dx.astype(x.dtype), dw.astype(kernel.dtype)
 
 

@@ -25,17 +25,16 @@ from se_flax.variants import ATTENTION_VARIANTS
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
-def conv(features: int, kernel: int, stride: int = 1, dtype: Any = None, name: str = "",
-         matmul_1x1: bool = True) -> nn.Conv:
+def conv(features: int, kernel: int, stride: int = 1, dtype: Any = None,
+         name: str = "") -> nn.Conv:
     """Bias-free 2D convolution with PyTorch's symmetric padding `kernel // 2`.
 
-    `matmul_1x1`: a 1x1 kernel runs as a matrix product with its own VJP
-    (`se_flax.layers.conv`); False leaves it to `lax.conv_general_dilated`.
+    A 1x1 kernel runs as a matrix product with its own VJP (`se_flax.layers.conv`).
     """
     pad = kernel // 2
     return nn.Conv(features, (kernel, kernel), (stride, stride), padding=[(pad, pad)] * 2,
                    use_bias=False, dtype=dtype, kernel_init=conv_init, name=name,
-                   conv_general_dilated=conv_general_dilated if matmul_1x1 else None)
+                   conv_general_dilated=conv_general_dilated)
 
 
 def batch_norm(name: str, train: bool, axis_name: str | None, dtype: Any,
@@ -76,14 +75,10 @@ class ResidualBlock(nn.Module):
                               last and self.zero_init_last_bn)
 
         out_ch = self.planes * (4 if self.bottleneck else 1)
-        # Multi-device models (axis_name set) keep plain convolutions: under pmap the 1x1
-        # matmul path gave parameters 1e-3 away from shard_map after 3 steps (not yet
-        # understood; tests/test_train_parallel.py).
-        mm = self.axis_name is None
         if self.bottleneck:
-            y = nn.relu(bn("bn1")(conv(self.planes, 1, 1, self.dtype, "conv1", mm)(x)))
+            y = nn.relu(bn("bn1")(conv(self.planes, 1, 1, self.dtype, "conv1")(x)))
             y = nn.relu(bn("bn2")(conv(self.planes, 3, self.stride, self.dtype, "conv2")(y)))
-            y = bn("bn3", last=True)(conv(out_ch, 1, 1, self.dtype, "conv3", mm)(y))
+            y = bn("bn3", last=True)(conv(out_ch, 1, 1, self.dtype, "conv3")(y))
         else:
             y = nn.relu(bn("bn1")(conv(self.planes, 3, self.stride, self.dtype, "conv1")(x)))
             y = bn("bn2", last=True)(conv(out_ch, 3, dtype=self.dtype, name="conv2")(y))
@@ -91,7 +86,7 @@ class ResidualBlock(nn.Module):
             y = self.attn(channels=out_ch, dtype=self.dtype, name="se")(y, train=train)
         shortcut = x
         if self.downsample:
-            shortcut = conv(out_ch, 1, self.stride, self.dtype, "downsample_0", mm)(x)
+            shortcut = conv(out_ch, 1, self.stride, self.dtype, "downsample_0")(x)
             shortcut = bn("downsample_1")(shortcut)
         return nn.relu(y + shortcut.astype(y.dtype))
 

@@ -23,14 +23,14 @@ from se_flax.models.blocks import attention_factory, batch_norm, conv_init, glob
 
 
 def conv3d(features: int, kernel: tuple[int, int, int], stride: tuple[int, int, int],
-           dtype: Any, name: str, matmul_1x1: bool = True) -> nn.Conv:
+           dtype: Any, name: str) -> nn.Conv:
     """Bias-free 3D convolution with PyTorch's symmetric padding `k // 2` per axis.
 
-    `matmul_1x1`: as in `se_flax.models.blocks.conv`.
+    A 1x1x1 kernel runs as a matrix product with its own VJP (`se_flax.layers.conv`).
     """
     return nn.Conv(features, kernel, stride, padding=[(k // 2, k // 2) for k in kernel],
                    use_bias=False, dtype=dtype, kernel_init=conv_init, name=name,
-                   conv_general_dilated=conv_general_dilated if matmul_1x1 else None)
+                   conv_general_dilated=conv_general_dilated)
 
 
 class VideoBlock(nn.Module):
@@ -61,7 +61,7 @@ class VideoBlock(nn.Module):
         shortcut = x
         if self.downsample:
             shortcut = bn("downsample_1")(conv3d(self.planes, (1, 1, 1), s, self.dtype,
-                                                 "downsample_0", self.axis_name is None)(x))
+                                                 "downsample_0")(x))
         return nn.relu(y + shortcut.astype(y.dtype))
 
 
