@@ -87,7 +87,9 @@ def parity_check(model_name: str, options: dict[str, Any], checkpoint: str | Pat
     ref.load_state_dict(torch.load(str(checkpoint), weights_only=True), strict=True)
     ref.eval()
     with torch.no_grad():
-        torch_logits = ref(torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1))))
+        # A copy: with one channel the moved axis is already contiguous, and `x` may be a
+        # read-only view of a JAX array, which torch warns about.
+        torch_logits = ref(torch.from_numpy(np.moveaxis(x, -1, 1).copy()))
     torch_logits = torch_logits.numpy().astype(np.float64)
     if flax_logits is None:
         flax_logits, _ = flax_eval(model_name, options, variables, x)
