@@ -4,6 +4,14 @@ Both frameworks get the same model, batch, input and thread count. Each variant 
 own process (`bench.workers`); steps are timed in turn (Flax, Flax with plain XLA
 convolutions, PyTorch eager, PyTorch channels_last, Flax, …) so machine noise hits all alike;
 figures are medians after warm-up; first calls (JAX compile, torch.compile) are reported apart.
+The ratio column is the median of per-round ratios (each variant's step over the first Flax
+variant's step of the same round), with its quartiles: the host's load drifts, and two steps of
+one round share it.
+
+`--hugepages` starts every worker, of both frameworks, with `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`
+(glibc >= 2.35, transparent huge pages in `madvise` or `always` mode): large allocations get
+2 MiB pages, so the first touch of a fresh activation or temporary buffer costs one page fault
+per 2 MiB instead of per 4 KiB.
 
 `flax` is the library as shipped; `flax plain-conv` is the same model with every convolution
 left to `lax.conv_general_dilated` and JAX's autodiff (`SE_FLAX_PLAIN_CONV=1`), i.e. the
@@ -15,13 +23,16 @@ program before the CPU work described in bench/BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.steps import alternate, batch_arrays  # noqa: E402
+from bench.steps import alternate_times, batch_arrays, paired_ratio  # noqa: E402
 from bench.workers import StepWorker, close_all  # noqa: E402
 
+HUGEPAGE_TUNABLE = "glibc.malloc.hugetlb=1"
 FLAX_VARIANTS = {"flax": {}, "flax plain-conv": {"SE_FLAX_PLAIN_CONV": "1"}}
 TORCH_VARIANTS = ("eager", "channels_last", "compile")
 
@@ -43,6 +54,8 @@ def main() -> None:
                    help=f"comma list of {', '.join(FLAX_VARIANTS)}")
     p.add_argument("--torch-variants", default="eager,channels_last",
                    help=f"comma list of {', '.join(TORCH_VARIANTS)}")
+    p.add_argument("--hugepages", action="store_true",
+                   help=f"start every worker with GLIBC_TUNABLES={HUGEPAGE_TUNABLE}")
     args = p.parse_args()
     flax_names = [v for v in args.flax_variants.split(",") if v]
     torch_names = [v for v in args.torch_variants.split(",") if v]
@@ -55,6 +68,11 @@ def main() -> None:
     if not flax_names:
         p.error("--flax-variants needs at least one entry (ratios are against it)")
 
+    if args.hugepages:  # read by glibc at process start: set before the workers are spawned
+        tunables = os.environ.get("GLIBC_TUNABLES", "")
+        os.environ["GLIBC_TUNABLES"] = f"{tunables}:{HUGEPAGE_TUNABLE}" if tunables \
+            else HUGEPAGE_TUNABLE
+
     import jax
     import torch
 
@@ -62,7 +80,9 @@ def main() -> None:
     kw = {"num_classes": args.num_classes, "stem": args.stem}
     print(f"model={args.model} batch={args.batch} size={args.size} stem={args.stem} "
           f"dtype={args.dtype} threads={args.threads} jax={jax.__version__} "
-          f"torch={torch.__version__} (one process per variant)", flush=True)
+          f"torch={torch.__version__} (one process per variant)"
+          f"{' GLIBC_TUNABLES=' + os.environ['GLIBC_TUNABLES'] if args.hugepages else ''}",
+          flush=True)
     workers: dict[str, StepWorker] = {}
     try:
         for v in flax_names:
@@ -75,12 +95,16 @@ def main() -> None:
             first = {k: w.run(mode) for k, w in workers.items()}
             print(f"{mode}: first call (compile) " +
                   ", ".join(f"{k} {t:.1f}s" for k, t in first.items()), flush=True)
-            medians = alternate({k: w.step(mode) for k, w in workers.items()},
-                                args.repeats, args.warmup)
-            base = medians[flax_names[0]]
-            for name, med in medians.items():
-                print(f"  {name:<22} {args.batch / med:8.1f} img/s  median {med * 1e3:8.1f} ms"
-                      f"  time / {flax_names[0]} time: {med / base:5.2f}", flush=True)
+            times = alternate_times({k: w.step(mode) for k, w in workers.items()},
+                                    args.repeats, args.warmup)
+            base = times[flax_names[0]]
+            print(f"  {'':<22} {'':>14}  {'median':>14}  time / {flax_names[0]} time "
+                  f"(median of {args.repeats} rounds, quartiles)", flush=True)
+            for name, seconds in times.items():
+                med = statistics.median(seconds)
+                ratio, q1, q3 = paired_ratio(seconds, base)
+                print(f"  {name:<22} {args.batch / med:8.1f} img/s  {med * 1e3:8.1f} ms"
+                      f"  {ratio:5.2f} ({q1:.2f}-{q3:.2f})", flush=True)
     finally:
         close_all(workers)
 

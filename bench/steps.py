@@ -117,8 +117,12 @@ def timed(fn: Step) -> float:
     return time.perf_counter() - t
 
 
-def alternate(steps: dict[str, Step], repeats: int, warmup: int) -> dict[str, float]:
-    """Median seconds per call of each step, timed in turn (A B C A B C …) after warm-up."""
+def alternate_times(steps: dict[str, Step], repeats: int,
+                    warmup: int) -> dict[str, list[float]]:
+    """Seconds of every timed call of each step, run in turn (A B C A B C …) after warm-up.
+
+    Entry `i` of every list comes from round `i`, so the lists can be compared pairwise.
+    """
     for _ in range(warmup):
         for fn in steps.values():
             fn()
@@ -126,4 +130,25 @@ def alternate(steps: dict[str, Step], repeats: int, warmup: int) -> dict[str, fl
     for _ in range(repeats):
         for k, fn in steps.items():
             times[k].append(timed(fn))
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def alternate(steps: dict[str, Step], repeats: int, warmup: int) -> dict[str, float]:
+    """Median seconds per call of each step, timed in turn (A B C A B C …) after warm-up."""
+    return {k: statistics.median(v) for k, v in alternate_times(steps, repeats, warmup).items()}
+
+
+def paired_ratio(times: list[float], base: list[float]) -> tuple[float, float, float]:
+    """Median and quartiles of `times[i] / base[i]`: each ratio compares one round's two steps.
+
+    The host's load drifts over minutes; two steps of the same round share it, so the ratios
+    of a round spread less than the ratio of two medians taken over the whole run.
+    """
+    if len(times) != len(base) or not times:
+        raise ValueError(f"need two equally long, non-empty lists of times, got {len(times)} "
+                         f"and {len(base)}")
+    ratios = sorted(t / b for t, b in zip(times, base, strict=True))
+    if len(ratios) == 1:
+        return ratios[0], ratios[0], ratios[0]
+    q1, med, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    return med, q1, q3

@@ -12,3 +12,19 @@ def test_gpu_script_tiny_cpu_mode():
                          capture_output=True, text=True).stdout
     assert "| 32x32 cifar | 2 | se_resnet50 |" in out
     assert "SE step time / plain" in out
+
+
+def test_paired_ratio_compares_steps_of_the_same_round():
+    import sys
+    sys.path.insert(0, str(ROOT))
+    from bench.steps import paired_ratio
+
+    # The load doubles halfway; within each round the step takes 1.1x the base step.
+    base = [1.0, 1.0, 1.0, 2.0, 2.0, 2.0]
+    times = [1.1, 1.1, 1.1, 2.2, 2.2, 2.2]
+    med, q1, q3 = paired_ratio(times, base)
+    assert med == pytest.approx(1.1) and q1 == pytest.approx(1.1) and q3 == pytest.approx(1.1)
+    med, q1, q3 = paired_ratio([1.0, 2.0, 3.0, 4.0, 5.0], [1.0] * 5)
+    assert (q1, med, q3) == (2.0, 3.0, 4.0)
+    with pytest.raises(ValueError, match="equally long, non-empty lists of times, got 2 and 3"):
+        paired_ratio([1.0, 1.0], [1.0, 1.0, 1.0])

@@ -135,3 +135,46 @@ def test_model_gradients_match_plain_lax_convolutions(monkeypatch):
         plain = grads()
     worst = max(jax.tree.leaves(jax.tree.map(_scaled, fast, plain)))
     assert worst <= GRAD_TOL
+
+
+SMALL_MAPS = [  # (input shape, kernel shape, padding): maps of at most SMALL_MAP a side
+    ((2, 1, 1, 8), (3, 3, 8, 6), [(1, 1), (1, 1)]),
+    ((2, 2, 2, 8), (3, 3, 8, 6), [(1, 1), (1, 1)]),
+    ((2, 3, 4, 8), (3, 3, 8, 6), [(1, 1), (1, 1)]),
+    ((2, 4, 4, 8), (3, 3, 8, 6), [(0, 2), (1, 0)]),  # asymmetric padding
+    ((2, 4, 4, 8), (2, 3, 8, 6), [(0, 0), (1, 1)]),  # non-square window, valid rows
+    ((2, 2, 2, 2, 8), (3, 3, 3, 8, 6), [(1, 1)] * 3),  # video
+]
+
+
+@pytest.mark.parametrize("shape,kernel,padding", SMALL_MAPS)
+def test_small_map_matches_lax_forward_and_gradients(shape, kernel, padding):
+    x, w = _case(shape, kernel)
+    dn, strides = _dn(x.ndim), (1,) * (x.ndim - 2)
+    ref = lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=dn)
+    ours = conv_general_dilated(x, w, strides, padding, dimension_numbers=dn)
+    assert ours.shape == ref.shape and _scaled(ours, ref) <= EVAL_TOL
+    cot = jnp.asarray(np.random.default_rng(1).standard_normal(ref.shape), jnp.float32)
+
+    def loss(fn, x, w):
+        return jnp.vdot(fn(x, w, strides, padding, dimension_numbers=dn), cot)
+
+    got = jax.grad(lambda x, w: loss(conv_general_dilated, x, w), (0, 1))(x, w)
+    want = jax.grad(lambda x, w: loss(lax.conv_general_dilated, x, w), (0, 1))(x, w)
+    for g, r, what in zip(got, want, ("input", "kernel"), strict=True):
+        assert g.shape == r.shape and _scaled(g, r) <= GRAD_TOL, what
+    # No custom VJP here: forward mode works too.
+    _, tangent = jax.jvp(lambda x: conv_general_dilated(x, w, strides, padding,
+                                                        dimension_numbers=dn), (x,), (x,))
+    assert _scaled(tangent, ref) <= EVAL_TOL  # linear in x
+
+
+def test_small_map_is_a_patch_product_and_larger_maps_stay_lax():
+    def program(side):
+        x, w = _case((2, side, side, 8), (3, 3, 8, 8))
+        return str(jax.make_jaxpr(lambda x, w: conv_general_dilated(
+            x, w, (1, 1), [(1, 1), (1, 1)], dimension_numbers=_dn(4)))(x, w))
+
+    small, large = program(conv_module.SMALL_MAP), program(conv_module.SMALL_MAP + 1)
+    assert "conv_general_dilated" not in small and "dot_general" in small
+    assert "conv_general_dilated" in large
