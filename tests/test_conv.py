@@ -140,15 +140,16 @@ def test_model_gradients_match_plain_lax_convolutions(monkeypatch):
 SMALL_MAPS = [  # (input shape, kernel shape, padding): maps of at most SMALL_MAP a side
     ((2, 1, 1, 8), (3, 3, 8, 6), [(1, 1), (1, 1)]),
     ((2, 2, 2, 8), (3, 3, 8, 6), [(1, 1), (1, 1)]),
-    ((2, 3, 4, 8), (3, 3, 8, 6), [(1, 1), (1, 1)]),
-    ((2, 4, 4, 8), (3, 3, 8, 6), [(0, 2), (1, 0)]),  # asymmetric padding
-    ((2, 4, 4, 8), (2, 3, 8, 6), [(0, 0), (1, 1)]),  # non-square window, valid rows
+    ((2, 1, 2, 8), (3, 3, 8, 6), [(1, 1), (1, 1)]),
+    ((2, 2, 2, 8), (3, 3, 8, 6), [(0, 2), (1, 0)]),  # asymmetric padding
+    ((2, 2, 2, 8), (2, 3, 8, 6), [(0, 0), (1, 1)]),  # non-square window, valid rows
     ((2, 2, 2, 2, 8), (3, 3, 3, 8, 6), [(1, 1)] * 3),  # video
 ]
 
 
 @pytest.mark.parametrize("shape,kernel,padding", SMALL_MAPS)
 def test_small_map_matches_lax_forward_and_gradients(shape, kernel, padding):
+    assert max(shape[1:-1]) <= conv_module.SMALL_MAP  # the case takes the patch product
     x, w = _case(shape, kernel)
     dn, strides = _dn(x.ndim), (1,) * (x.ndim - 2)
     ref = lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=dn)
