@@ -37,25 +37,30 @@ POINTWISE = [  # (input shape, kernel shape, strides)
 ]
 
 
-@pytest.mark.parametrize("shape,kernel,strides", POINTWISE)
-def test_pointwise_matches_lax_forward_and_gradients(shape, kernel, strides):
-    x, w = _case(shape, kernel)
-    pad = [(0, 0)] * (x.ndim - 2)
+def _assert_matches_lax(x, w, strides, padding):
+    """Our convolution vs `lax`: values, then input and kernel gradients; returns lax's output."""
     dn = _dn(x.ndim)
-    ours = conv_general_dilated(x, w, strides, pad, dimension_numbers=dn)
-    ref = lax.conv_general_dilated(x, w, strides, pad, dimension_numbers=dn)
+    ours = conv_general_dilated(x, w, strides, padding, dimension_numbers=dn)
+    ref = lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=dn)
     assert ours.shape == ref.shape
     assert _scaled(ours, ref) <= EVAL_TOL
     cot = jnp.asarray(np.random.default_rng(1).standard_normal(ref.shape), jnp.float32)
 
     def loss(fn, x, w):
-        return jnp.vdot(fn(x, w, strides, pad, dimension_numbers=dn), cot)
+        return jnp.vdot(fn(x, w, strides, padding, dimension_numbers=dn), cot)
 
     got = jax.grad(lambda x, w: loss(conv_general_dilated, x, w), (0, 1))(x, w)
     want = jax.grad(lambda x, w: loss(lax.conv_general_dilated, x, w), (0, 1))(x, w)
     for g, r, what in zip(got, want, ("input", "kernel"), strict=True):
         assert g.shape == r.shape and g.dtype == r.dtype, what
         assert _scaled(g, r) <= GRAD_TOL, what
+    return ref
+
+
+@pytest.mark.parametrize("shape,kernel,strides", POINTWISE)
+def test_pointwise_matches_lax_forward_and_gradients(shape, kernel, strides):
+    x, w = _case(shape, kernel)
+    _assert_matches_lax(x, w, strides, [(0, 0)] * (x.ndim - 2))
 
 
 def test_pointwise_second_order_gradient_matches_lax():
@@ -151,22 +156,12 @@ SMALL_MAPS = [  # (input shape, kernel shape, padding): maps of at most SMALL_MA
 def test_small_map_matches_lax_forward_and_gradients(shape, kernel, padding):
     assert max(shape[1:-1]) <= conv_module.SMALL_MAP  # the case takes the patch product
     x, w = _case(shape, kernel)
-    dn, strides = _dn(x.ndim), (1,) * (x.ndim - 2)
-    ref = lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=dn)
-    ours = conv_general_dilated(x, w, strides, padding, dimension_numbers=dn)
-    assert ours.shape == ref.shape and _scaled(ours, ref) <= EVAL_TOL
-    cot = jnp.asarray(np.random.default_rng(1).standard_normal(ref.shape), jnp.float32)
-
-    def loss(fn, x, w):
-        return jnp.vdot(fn(x, w, strides, padding, dimension_numbers=dn), cot)
-
-    got = jax.grad(lambda x, w: loss(conv_general_dilated, x, w), (0, 1))(x, w)
-    want = jax.grad(lambda x, w: loss(lax.conv_general_dilated, x, w), (0, 1))(x, w)
-    for g, r, what in zip(got, want, ("input", "kernel"), strict=True):
-        assert g.shape == r.shape and _scaled(g, r) <= GRAD_TOL, what
+    strides = (1,) * (x.ndim - 2)
+    ref = _assert_matches_lax(x, w, strides, padding)
     # No custom VJP here: forward mode works too.
     _, tangent = jax.jvp(lambda x: conv_general_dilated(x, w, strides, padding,
-                                                        dimension_numbers=dn), (x,), (x,))
+                                                        dimension_numbers=_dn(x.ndim)),
+                         (x,), (x,))
     assert _scaled(tangent, ref) <= EVAL_TOL  # linear in x
 
 
