@@ -14,8 +14,9 @@ one round share it.
 per 2 MiB instead of per 4 KiB.
 
 `flax` is the library as shipped; `flax plain-conv` is the same model with every convolution
-left to `lax.conv_general_dilated` and JAX's autodiff (`SE_FLAX_PLAIN_CONV=1`), i.e. the
-program before the CPU work described in bench/BENCHMARKS.md.
+left to `lax.conv_general_dilated` and JAX's autodiff (`SE_FLAX_PLAIN_CONV=1`) and without the
+residual-stream fusion boundary (`SE_FLAX_FUSION_BOUNDARY=0`), i.e. the program before the CPU
+work described in bench/BENCHMARKS.md; `flax no-boundary` drops only the boundary.
 
     python bench/step.py --model se_resnet50 --batch 32 --size 32 --stem cifar --threads 2
 """
@@ -33,7 +34,11 @@ from bench.steps import alternate_times, batch_arrays, paired_ratio  # noqa: E40
 from bench.workers import StepWorker, close_all  # noqa: E402
 
 HUGEPAGE_TUNABLE = "glibc.malloc.hugetlb=1"
-FLAX_VARIANTS = {"flax": {}, "flax plain-conv": {"SE_FLAX_PLAIN_CONV": "1"}}
+FLAX_VARIANTS = {
+    "flax": {},
+    "flax plain-conv": {"SE_FLAX_PLAIN_CONV": "1", "SE_FLAX_FUSION_BOUNDARY": "0"},
+    "flax no-boundary": {"SE_FLAX_FUSION_BOUNDARY": "0"},
+}
 TORCH_VARIANTS = ("eager", "channels_last", "compile")
 
 

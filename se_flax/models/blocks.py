@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from se_flax.layers.boundary import fusion_boundary
 from se_flax.layers.conv import conv_general_dilated
 from se_flax.layers.functional import at_least_fp32
 from se_flax.layers.norm import BatchNorm
@@ -88,7 +89,8 @@ class ResidualBlock(nn.Module):
         if self.downsample:
             shortcut = conv(out_ch, 1, self.stride, self.dtype, "downsample_0")(x)
             shortcut = bn("downsample_1")(shortcut)
-        return nn.relu(y + shortcut.astype(y.dtype))
+        # The residual stream: stored once, not recomputed by every later block (CPU).
+        return fusion_boundary(nn.relu(y + shortcut.astype(y.dtype)))
 
 
 def global_pool(x: jax.Array) -> jax.Array:

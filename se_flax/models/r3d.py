@@ -16,6 +16,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
+from se_flax.layers.boundary import fusion_boundary
 from se_flax.layers.conv import conv_general_dilated
 from se_flax.layers.norm import BatchNorm
 from se_flax.model_specs import NO_ATTENTION, check_image
@@ -62,7 +63,8 @@ class VideoBlock(nn.Module):
         if self.downsample:
             shortcut = bn("downsample_1")(conv3d(self.planes, (1, 1, 1), s, self.dtype,
                                                  "downsample_0")(x))
-        return nn.relu(y + shortcut.astype(y.dtype))
+        # The residual stream: stored once, not recomputed by every later block (CPU).
+        return fusion_boundary(nn.relu(y + shortcut.astype(y.dtype)))
 
 
 class VideoResNet(nn.Module):
