@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 
 import jax
+import jax.numpy as jnp
 from jax import lax
 
 BOUNDARY_ENV = "SE_FLAX_FUSION_BOUNDARY"
@@ -58,7 +59,7 @@ def fusion_boundary(x: jax.Array) -> jax.Array:
 
     A no-op for integer or empty arrays, on other backends, or when turned off.
     """
-    if x.size == 0 or not jax.numpy.issubdtype(x.dtype, jax.numpy.floating):
+    if x.size == 0 or not jnp.issubdtype(x.dtype, jnp.floating):
         return x
     if not boundary_enabled():
         return x
