@@ -14,9 +14,11 @@ one round share it.
 per 2 MiB instead of per 4 KiB.
 
 `flax` is the library as shipped; `flax plain-conv` is the same model with every convolution
-left to `lax.conv_general_dilated` and JAX's autodiff (`SE_FLAX_PLAIN_CONV=1`) and without the
-residual-stream fusion boundary (`SE_FLAX_FUSION_BOUNDARY=0`), i.e. the program before the CPU
-work described in bench/BENCHMARKS.md; `flax no-boundary` drops only the boundary.
+left to `lax.conv_general_dilated` and JAX's autodiff (`SE_FLAX_PLAIN_CONV=1`), without the
+residual-stream fusion boundary (`SE_FLAX_FUSION_BOUNDARY=0`), with BatchNorm gradients by
+autodiff (`SE_FLAX_AUTODIFF_BN=1`) and XLA's own CPU scheduler (`SE_FLAX_CPU_SCHEDULER=xla`),
+i.e. the program before the CPU work described in bench/BENCHMARKS.md; `flax no-boundary` drops
+only the boundary; `flax autodiff-bn` drops the BatchNorm VJP and the memory-optimised scheduler.
 
     python bench/step.py --model se_resnet50 --batch 32 --size 32 --stem cifar --threads 2
 """
@@ -36,8 +38,10 @@ from bench.workers import StepWorker, close_all  # noqa: E402
 HUGEPAGE_TUNABLE = "glibc.malloc.hugetlb=1"
 FLAX_VARIANTS = {
     "flax": {},
-    "flax plain-conv": {"SE_FLAX_PLAIN_CONV": "1", "SE_FLAX_FUSION_BOUNDARY": "0"},
+    "flax plain-conv": {"SE_FLAX_PLAIN_CONV": "1", "SE_FLAX_FUSION_BOUNDARY": "0",
+                        "SE_FLAX_AUTODIFF_BN": "1", "SE_FLAX_CPU_SCHEDULER": "xla"},
     "flax no-boundary": {"SE_FLAX_FUSION_BOUNDARY": "0"},
+    "flax autodiff-bn": {"SE_FLAX_AUTODIFF_BN": "1", "SE_FLAX_CPU_SCHEDULER": "xla"},
 }
 TORCH_VARIANTS = ("eager", "channels_last", "compile")
 

@@ -32,6 +32,7 @@ def flax_steps(name: str, x: np.ndarray, y: np.ndarray, dtype: str = "float32",
     import optax
 
     from se_flax.models import create_model
+    from se_flax.xla_options import train_step_compiler_options
 
     model = create_model(name, dtype=jnp.bfloat16 if dtype == "bfloat16" else None,
                          **model_kwargs)
@@ -52,7 +53,8 @@ def flax_steps(name: str, x: np.ndarray, y: np.ndarray, dtype: str = "float32",
         updates, opt = tx.update(grads, opt, params)
         return (optax.apply_updates(params, updates), stats, opt), loss
 
-    train_jit = jax.jit(train, donate_argnums=0)
+    train_jit = jax.jit(train, donate_argnums=0,
+                        compiler_options=train_step_compiler_options() or None)
     infer_jit = jax.jit(lambda v: model.apply(v, xf, train=False))
     # The train step donates its state: give it its own copy so `infer` keeps `variables`.
     own = jax.tree.map(jnp.copy, variables)

@@ -13,6 +13,8 @@ data give the same parameters. `check_vma=False`: the step averages its own grad
 `lax.pmean` exactly as under pmap (with replication checking on, JAX would instead insert the
 sum of gradients over devices when differentiating with respect to replicated parameters).
 Multi-host: call `jax.distributed.initialize` first; `jax.devices()` then spans all processes.
+The jitted train step gets `se_flax.xla_options.train_step_compiler_options()` (on CPU, XLA's
+memory-optimised scheduler); `jax.pmap` takes no compiler options.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from se_flax.xla_options import train_step_compiler_options
 from train.step import AXIS
 
 Batch = tuple[np.ndarray, ...]
@@ -65,7 +68,8 @@ class ShardMapDriver:
         self.sharded = NamedSharding(self.mesh, P(AXIS))
         self.train_step = jax.jit(
             jax.shard_map(train_step, mesh=self.mesh, in_specs=(P(), P(AXIS), P(AXIS)),
-                          out_specs=(P(), P()), check_vma=False), donate_argnums=(0,))
+                          out_specs=(P(), P()), check_vma=False), donate_argnums=(0,),
+            compiler_options=train_step_compiler_options() or None)
         self.eval_step = jax.jit(
             jax.shard_map(eval_step, mesh=self.mesh, in_specs=(P(), P(AXIS), P(AXIS), P(AXIS)),
                           out_specs=P(), check_vma=False))

@@ -6,7 +6,8 @@ in `running_var`, while `flax.linen.BatchNorm` stores the biased one. This modul
 unbiased one, so `batch_stats["var"]` is PyTorch's `running_var` bit for bit in meaning and
 conversion is a copy. Statistics are computed in float32 with the two-pass formula
 `mean((x - mean)^2)` (not `E[x^2] - E[x]^2`, which cancels catastrophically), synchronised over
-`axis_name` when given. `momentum=0.9` here is PyTorch's `momentum=0.1`.
+`axis_name` when given. `momentum=0.9` here is PyTorch's `momentum=0.1`. In training the
+gradients come from a hand-written VJP that stores less (`se_flax.layers.norm_vjp`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from se_flax.layers.functional import at_least_fp32
+from se_flax.layers.norm_vjp import batch_norm_train
 
 
 class BatchNorm(nn.Module):
@@ -45,21 +47,13 @@ class BatchNorm(nn.Module):
         xf = at_least_fp32(x)
         if use_ra:
             mean, var = ra_mean.value, ra_var.value
+            y = (xf - mean) * (lax.rsqrt(var + self.epsilon) * scale) + bias
         else:
-            axes = tuple(range(x.ndim - 1))
             axis_name = None if self.is_initializing() else self.axis_name  # init runs unmapped
-            mean = jnp.mean(xf, axes)
-            if axis_name is not None:
-                mean = lax.pmean(mean, axis_name)
-            var = jnp.mean(jnp.square(xf - mean), axes)
-            count = x.size // features
-            if axis_name is not None:
-                var = lax.pmean(var, axis_name)
-                count = count * lax.psum(1, axis_name)
+            y, mean, var, count = batch_norm_train(xf, scale, bias, self.epsilon, axis_name)
             if not self.is_initializing():
                 unbiased = var * (count / jnp.maximum(count - 1, 1))
                 m = self.momentum
                 ra_mean.value = m * ra_mean.value + (1.0 - m) * mean
                 ra_var.value = m * ra_var.value + (1.0 - m) * unbiased
-        y = (xf - mean) * (lax.rsqrt(var + self.epsilon) * scale) + bias
         return y.astype(self.dtype or x.dtype)
