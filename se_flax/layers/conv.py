@@ -25,7 +25,8 @@ conv layout `(1, ..., 1, C_in, C_out)`, so checkpoints and conversion are unaffe
 Limits: the 1x1 path supports reverse-mode differentiation (`grad`, `vjp`, also nested) but
 not forward mode (`jvp`, `jacfwd`), as for any `jax.custom_vjp`. Setting the environment
 variable `SE_FLAX_PLAIN_CONV=1` before the first trace sends every convolution to
-`lax.conv_general_dilated` (forward mode works, CPU training is slower).
+`lax.conv_general_dilated` (forward mode works, CPU training is slower; through a model in
+training mode it also needs `SE_FLAX_AUTODIFF_BN=1`, `se_flax.layers.norm_vjp`).
 """
 
 from __future__ import annotations
