@@ -6,8 +6,9 @@ forward activations (a BatchNorm's rebuilt normalised input, for one) is compute
 forward pass and held until it is used: a larger temporary buffer, which XLA maps afresh for
 every execution and the kernel then faults in page by page. The memory-optimised scheduler
 keeps such values short-lived: with the BatchNorm VJP of `se_flax.layers.norm_vjp` the
-SE-ResNet-50 CPU train step (batch 32, CIFAR input) needs 1.03 GB of temporaries instead of
-1.57 GB and runs ~10% faster (bench/BENCHMARKS.md). Scheduling changes no arithmetic.
+SE-ResNet-50 CPU train step (batch 32, CIFAR input) needs 1.04 GB of temporaries instead of
+1.57 GB, and the two together take 12% off its time in a one-process A/B (the scheduler alone
+2%; bench/BENCHMARKS.md). Scheduling changes no arithmetic.
 
 `SE_FLAX_CPU_SCHEDULER=xla` in the environment keeps XLA's own choice. Other backends get no
 options. The options apply where a step is compiled with `jax.jit`; `jax.pmap` takes none.
