@@ -68,6 +68,7 @@ def test_synchronised_gradients_equal_the_full_batch():
                                  in_axes=(0, 0, None, None), axis_name="batch")(
         shards, w_shards, scale, bias)
     full = _grads(reference_batch_norm, x, scale, bias, weight)
+    # fp32 both ways, summed in a different order (per shard, then across): rounding only.
     np.testing.assert_allclose(dx.reshape(x.shape), full[0], rtol=1e-5, atol=1e-6)
     # Parameter gradients are each replica's own share: they add up to the full batch's.
     np.testing.assert_allclose(dscale.sum(0), full[1], rtol=1e-5, atol=1e-5)
@@ -94,4 +95,5 @@ def test_forward_mode_needs_the_autodiff_switch(monkeypatch):
         jvp()
     monkeypatch.setenv(AUTODIFF_BN_ENV, "1")
     y, tangent = jvp()
-    np.testing.assert_allclose(tangent, 0.0, atol=1e-4)  # a constant shift normalises away
+    # A constant shift normalises away: 0 up to fp32 rounding of values around |x| ~ 10.
+    np.testing.assert_allclose(tangent, 0.0, atol=1e-4)
