@@ -13,7 +13,7 @@ import sys
 
 from parity_tests.harness import ParityReport, Row
 from parity_tests.networks import compare_model
-from se_flax.mapping import flax_name
+from se_flax.convert import flax_name
 from se_flax.models import list_models
 
 MODES = {

@@ -1,14 +1,15 @@
 """Cross-framework parity harness: same weights, same input, compare everything.
 
 `compare(flax_module, torch_module, x)` copies the PyTorch weights into Flax through
-`se_flax.mapping`, runs both (the input is given in PyTorch layout, channels first, and
+`se_flax.convert`, runs both (the input is given in PyTorch layout, channels first, and
 transposed for Flax), and returns a `ParityReport` with one row per compared tensor: the output,
 every recorded attention gate, optionally the outputs of named submodules (`probes`), the
 BatchNorm running statistics after a training-mode forward, and the gradients of a fixed random
 linear loss with respect to the input and every parameter.
 
-Error metric (DESIGN.md): `max|flax - torch| / max(1, max|torch|)`. Tolerances: eval outputs and
-gates 1e-5; anything in training mode (outputs, running statistics, gradients) 1e-4.
+Error metric and tolerances: `se_spec.tolerances` (docs/numerics.md): `max|flax - torch| /
+max(1, max|torch|)`; eval outputs and gates `EVAL_TOL`, anything in training mode (outputs,
+running statistics, gradients) `TRAIN_TOL`.
 """
 
 from __future__ import annotations
@@ -24,11 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from se_flax.mapping import convert_torch_to_flax, flax_name, flax_to_torch
-
-EVAL_TOL = 1e-5
-TRAIN_TOL = 1e-4
-GATE_ATTRS = {"last_gate": "gate", "last_spatial_gate": "spatial_gate"}
+from se_flax.convert import flax_name, flax_to_torch, torch_to_flax
+from se_spec.tolerances import EVAL_TOL, TRAIN_TOL, scaled_error
+from se_spec.variables import BATCH_STATS, INTERMEDIATES, TORCH_GATE_ATTRS
 
 
 @dataclass
@@ -82,17 +81,6 @@ def channels_last(a: np.ndarray) -> np.ndarray:
     return np.moveaxis(a, 1, -1) if a.ndim > 2 else a
 
 
-def error(ours: Any, ref: Any) -> tuple[float, float]:
-    """`(max |Δ|, max |Δ| / max(1, max |ref|))` in float64."""
-    a, b = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"shape mismatch: flax {a.shape} vs torch {b.shape}")
-    if a.size == 0:
-        return 0.0, 0.0
-    diff = float(np.max(np.abs(a - b)))
-    return diff, diff / max(1.0, float(np.max(np.abs(b))))
-
-
 def torch_state_dict(module: torch.nn.Module) -> dict[str, np.ndarray]:
     """A module's state dict as NumPy arrays."""
     return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
@@ -104,16 +92,16 @@ def load_torch_weights(flax_module: nn.Module, torch_module: torch.nn.Module,
     """Initialise `flax_module` on `x_flax` and overwrite every variable with torch's weights."""
     template = jax.eval_shape(lambda: flax_module.init(jax.random.PRNGKey(0), x_flax))
     template = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), dict(template))
-    template.pop("intermediates", None)
-    variables, _ = convert_torch_to_flax(torch_state_dict(torch_module), template,
-                                         renames=renames)
+    template.pop(INTERMEDIATES, None)
+    variables = torch_to_flax(torch_state_dict(torch_module), template, layout="timm",
+                              renames=renames)
     return jax.tree.map(jnp.asarray, variables)
 
 
 def _torch_gates(module: torch.nn.Module) -> dict[tuple[str, ...], np.ndarray]:
     gates = {}
     for name, sub in module.named_modules():
-        for attr, leaf in GATE_ATTRS.items():
+        for attr, leaf in TORCH_GATE_ATTRS.items():
             value = getattr(sub, attr, None)
             if isinstance(value, torch.Tensor):
                 gates[(*flax_name(name), leaf)] = channels_last(value.detach().numpy())
@@ -139,7 +127,7 @@ def compare(flax_module: nn.Module, torch_module: torch.nn.Module, x: np.ndarray
     """Run both modules on `x` (PyTorch layout) and compare outputs, gates, stats and grads.
 
     `probes` are PyTorch submodule names (`"layer1.0"`) whose outputs are compared too; the
-    matching Flax module is found by the naming rule of `se_flax.mapping`.
+    matching Flax module is found by the naming rule of `se_flax.convert.naming`.
 
     `dtype="float64"` runs both frameworks in double precision (on a copy of the torch module,
     JAX under `jax.enable_x64`). Use it for gradients of deep ReLU networks: ReLU is continuous
@@ -178,7 +166,7 @@ def _compare(flax_module: nn.Module, torch_module: torch.nn.Module, x: np.ndarra
     def loss_fn(p: Any, xf: jax.Array) -> tuple[jax.Array, tuple[jax.Array, Any]]:
         out, new_state = flax_module.apply(
             {"params": p, **state}, xf, train=train, capture_intermediates=capture,
-            mutable=["intermediates", "batch_stats"])
+            mutable=[INTERMEDIATES, BATCH_STATS])
         return jnp.sum(out * w), (out, new_state)
 
     with jax.default_matmul_precision("highest"):
@@ -204,9 +192,9 @@ def _compare(flax_module: nn.Module, torch_module: torch.nn.Module, x: np.ndarra
 
     tol = TRAIN_TOL if train else EVAL_TOL
     report = ParityReport()
-    inter = new_state.get("intermediates", {})
+    inter = new_state.get(INTERMEDIATES, {})
     flax_gates = {path: np.asarray(v[0]) for path, v in
-                  _sown(inter, set(GATE_ATTRS.values())).items()}
+                  _sown(inter, set(TORCH_GATE_ATTRS.values())).items()}
     torch_gates = _torch_gates(torch_module)
     if set(flax_gates) != set(torch_gates):
         raise ValueError(f"gates recorded differ: flax {sorted(flax_gates)} vs torch "
@@ -217,12 +205,13 @@ def _compare(flax_module: nn.Module, torch_module: torch.nn.Module, x: np.ndarra
     keyed: list[tuple[int, Row]] = []
     for path, ref in torch_gates.items():
         keyed.append((order.get(path[:-1], 0), Row(
-            "/".join(path), "gate", *error(flax_gates[path], ref), tol)))
+            "/".join(path), "gate", *scaled_error(flax_gates[path], ref), tol)))
     for path, name in probe_paths.items():
         keyed.append((order.get(path, 0), Row(
-            name, "probe", *error(flax_probes[path], channels_last(probe_out[name])), tol)))
+            name, "probe", *scaled_error(flax_probes[path], channels_last(probe_out[name])),
+            tol)))
     report.rows.extend(r for _, r in sorted(keyed, key=lambda t: t[0]))
-    report.rows.append(Row("output", "output", *error(
+    report.rows.append(Row("output", "output", *scaled_error(
         out_f, channels_last(out_t.detach().numpy())), tol))
 
     if train:
@@ -231,14 +220,15 @@ def _compare(flax_module: nn.Module, torch_module: torch.nn.Module, x: np.ndarra
         for key, value in flax_stats.items():
             if key.endswith(("running_mean", "running_var")):
                 report.rows.append(Row(key, "running_stat",
-                                       *error(value, torch_stats[key]), TRAIN_TOL))
+                                       *scaled_error(value, torch_stats[key]), TRAIN_TOL))
     if grads:
         flax_grads = flax_to_torch({"params": g_params})
-        report.rows.append(Row("input", "grad", *error(
+        report.rows.append(Row("input", "grad", *scaled_error(
             g_x, channels_last(x_t.grad.numpy())), TRAIN_TOL))
         for key, p in torch_module.named_parameters():
             if p.grad is None:
                 raise ValueError(f"torch parameter {key} received no gradient")
             ours = flax_grads[key].reshape(p.shape)
-            report.rows.append(Row(key, "grad", *error(ours, p.grad.numpy()), TRAIN_TOL))
+            report.rows.append(Row(key, "grad", *scaled_error(ours, p.grad.numpy()),
+                                   TRAIN_TOL))
     return report

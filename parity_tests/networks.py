@@ -9,8 +9,8 @@ import torch
 
 import se_torch_ref.models as torch_models
 from parity_tests.harness import ParityReport, compare
-from se_flax.model_specs import FAMILY_STEMS, NETWORK_STRIDE, input_shape, model_spec
 from se_flax.models import create_model
+from se_spec.models import FAMILY_STEMS, NETWORK_STRIDE, input_shape, model_spec
 
 
 def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -25,8 +25,8 @@ from se_flax.convert_io import (
     write_state_dict,
 )
 from se_flax.folding import fold_batchnorm, folded_apply
-from se_flax.model_specs import MODEL_SPECS
 from se_flax.models import create_model
+from se_spec.models import MODEL_SPECS
 
 
 def same_state(a, b):

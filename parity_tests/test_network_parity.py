@@ -4,7 +4,7 @@ import pytest
 
 from parity_tests.cli import MODES, format_report
 from parity_tests.networks import compare_model
-from se_flax.model_specs import MODEL_SPECS
+from se_spec.models import MODEL_SPECS
 
 DEEP = ("101", "152")
 # float64 gradients of one 50-layer model (se_resnet50) and of the 18/34-layer and video-18

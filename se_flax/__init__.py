@@ -1,41 +1,19 @@
-"""se_flax: Squeeze-and-Excitation networks in JAX/Flax (linen).
+"""se_flax: Squeeze-and-Excitation networks in JAX/Flax (Linen). Never imports PyTorch.
 
-Attention layers (`SqueezeExcite`, `EffectiveSE`, `ECA`, `CBAM`), a PyTorch-compatible
-`BatchNorm`, named variants, whole-network PyTorch ⇄ Flax weight conversion (`torch_to_flax`,
-`flax_to_torch`) and inference BatchNorm folding. Never imports PyTorch.
-Attributes are loaded on first use, so `se_flax.spec` and `se_flax.mapping` stay importable
-without JAX being initialised.
+Attention layers (`SqueezeExcite`, `EffectiveSE`, `ECA`, `CBAM`) and their named variants, a
+PyTorch-compatible `BatchNorm`, the model registry (`create_model`, `list_models`), whole-network
+PyTorch ⇄ Flax weight conversion (`torch_to_flax`, `flax_to_torch`; more in `se_flax.convert`)
+and inference BatchNorm folding.
 """
 
-from __future__ import annotations
+from se_flax.convert import flax_to_torch, torch_to_flax
+from se_flax.folding import fold_batchnorm, folded_apply
+from se_flax.implementation import Implementation
+from se_flax.layers import CBAM, ECA, BatchNorm, EffectiveSE, SqueezeExcite
+from se_flax.models import create_model, list_models
+from se_flax.variants import ATTENTION_VARIANTS, create_attention
 
-import importlib
-from typing import Any
-
-_LAZY = {
-    "SqueezeExcite": "se_flax.layers",
-    "EffectiveSE": "se_flax.layers",
-    "ECA": "se_flax.layers",
-    "CBAM": "se_flax.layers",
-    "BatchNorm": "se_flax.layers",
-    "ATTENTION_VARIANTS": "se_flax.variants",
-    "create_attention": "se_flax.variants",
-    "torch_to_flax": "se_flax.convert",
-    "flax_to_torch": "se_flax.convert",
-    "fold_batchnorm": "se_flax.folding",
-    "folded_apply": "se_flax.folding",
-}
-
-__all__ = sorted(_LAZY)
+__all__ = ["ATTENTION_VARIANTS", "CBAM", "ECA", "BatchNorm", "EffectiveSE", "Implementation",
+           "SqueezeExcite", "create_attention", "create_model", "flax_to_torch",
+           "fold_batchnorm", "folded_apply", "list_models", "torch_to_flax"]
 __version__ = "0.1.0"
-
-
-def __getattr__(name: str) -> Any:
-    """Import public names on first access."""
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'se_flax' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))

@@ -33,8 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from se_flax.convert.naming import flatten, unflatten
 from se_flax.layers.norm import BatchNorm
-from se_flax.mapping import flatten, unflatten
+from se_spec.models import sample_input_shape
 
 NORMS = (BatchNorm, nn.BatchNorm)
 Path = tuple[str, ...]
@@ -44,9 +45,8 @@ def _sample_input(model: nn.Module, sample_input: Any) -> Any:
     if sample_input is not None:
         return sample_input
     if hasattr(model, "model_name") and hasattr(model, "in_chans"):
-        from se_flax.convert import sample_input_shape
-
-        return jax.ShapeDtypeStruct(sample_input_shape(model), jnp.float32)
+        return jax.ShapeDtypeStruct(sample_input_shape(model.model_name, model.in_chans),
+                                    jnp.float32)
     raise ValueError(f"{type(model).__name__}: pass sample_input (an array or a "
                      "jax.ShapeDtypeStruct of the input shape) to trace the model")
 
@@ -56,7 +56,7 @@ def find_conv_bn_pairs(model: nn.Module, variables: Mapping[str, Any],
     """`(conv path, norm path, epsilon)` for every BatchNorm applied to a conv's output.
 
     Traced abstractly (`jax.eval_shape`), in forward order. `sample_input` defaults to the
-    input of a registered model (`se_flax.convert.sample_input_shape`).
+    input of a registered model (`se_spec.models.sample_input_shape`).
     """
     x = _sample_input(model, sample_input)
     outputs: dict[int, tuple[Path, Any]] = {}

@@ -14,8 +14,8 @@ import argparse
 from collections.abc import Sequence
 
 from se_flax.flops import model_cost
-from se_flax.model_specs import input_shape, model_spec
 from se_flax.models import create_model, list_models
+from se_spec.models import input_shape, model_spec
 
 # Hu et al., SENet (TPAMI version), Table 5: SE-ResNet-50 parameters (millions) by ratio r.
 SENET_PAPER_PARAMS_M = {2: 45.7, 4: 35.7, 8: 30.7, 16: 28.1, 32: 26.9}

@@ -1,4 +1,4 @@
-"""Registry of named Flax attention variants (see `se_flax.variant_specs`)."""
+"""Registry of named Flax attention variants (specified in `se_spec.variants`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Callable
 import flax.linen as nn
 
 from se_flax.layers import CBAM, ECA, EffectiveSE, SqueezeExcite
-from se_flax.spec import lookup
-from se_flax.variant_specs import VARIANT_SPECS
+from se_spec.validation import lookup
+from se_spec.variants import VARIANT_SPECS
 
 _CLASSES: dict[str, type[nn.Module]] = {
     "SqueezeExcite": SqueezeExcite, "EffectiveSE": EffectiveSE, "ECA": ECA, "CBAM": CBAM,

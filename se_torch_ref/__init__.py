@@ -1,15 +1,17 @@
-"""se_torch_ref: the PyTorch reference of se_flax's modules (never imports JAX).
+"""se_torch_ref: the PyTorch reference of the se_flax networks (never imports JAX or se_flax).
 
-Same constructor options and parameter names (timm's where timm has the module) as `se_flax`,
-so weights convert with `se_flax.mapping` and the parity harness compares the two.
+The same layers, models, constructor options and variant names as `se_flax` — both resolve them
+in `se_spec` — with timm's and torchvision's parameter names, so checkpoints of those libraries
+load with `strict=True` and `se_flax.convert` maps every weight by one rule.
 """
 
 from se_torch_ref.cbam import CBAM
 from se_torch_ref.eca import ECA
 from se_torch_ref.effective_se import EffectiveSE
 from se_torch_ref.folding import fold_batchnorm
+from se_torch_ref.models import create_model, list_models
 from se_torch_ref.squeeze_excite import SqueezeExcite
 from se_torch_ref.variants import ATTENTION_VARIANTS, create_attention
 
 __all__ = ["ATTENTION_VARIANTS", "CBAM", "ECA", "EffectiveSE", "SqueezeExcite",
-           "create_attention", "fold_batchnorm"]
+           "create_attention", "create_model", "fold_batchnorm", "list_models"]

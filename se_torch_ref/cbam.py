@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from se_flax.spec import check_input, check_positive_int, reduced_channels
+from se_spec.attention import check_input, reduced_channels
+from se_spec.validation import check_positive_int
 from se_torch_ref.functional import (
     activation,
     at_least_fp32,

@@ -5,13 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from se_flax.spec import (
-    SPATIAL_DIMS,
-    check_choice,
-    check_input,
-    check_positive_int,
-    eca_kernel_size,
-)
+from se_spec.attention import SPATIAL_DIMS, check_input, eca_kernel_size
+from se_spec.validation import check_choice, check_positive_int
 from se_torch_ref.functional import gate_module, rescale, spatial_mean
 
 

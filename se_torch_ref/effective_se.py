@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from se_flax.spec import EXCITE_LAYERS, SPATIAL_DIMS, check_choice, check_input, check_positive_int
+from se_spec.attention import EXCITE_LAYERS, SPATIAL_DIMS, check_input
+from se_spec.validation import check_choice, check_positive_int
 from se_torch_ref.functional import gate_module, rescale, spatial_max, spatial_mean
 from se_torch_ref.pointwise import apply_pointwise, make_pointwise
 

@@ -5,7 +5,7 @@ convolution's weights: with `f = weight / sqrt(running_var + eps)`, `W' = W · f
 channel and `b' = (b - running_mean) · f + bias` (computed in float64, cast back; the same
 arithmetic as `se_flax.folding`, so the two frameworks fold to the same numbers). The folded
 model has `conv.bias` and `nn.Identity()` in place of each folded BatchNorm; its state dict is
-what `se_flax.mapping.flax_to_torch` makes of `se_flax.folding.fold_batchnorm`'s variables.
+what `se_flax.convert.flax_to_torch` makes of `se_flax.folding.fold_batchnorm`'s variables.
 
 The SE gate is *not* folded and cannot be: it is computed from each input (global mean → two
 Linear layers → sigmoid), while folded weights are fixed. See `se_flax.folding` for why the
@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from se_spec.models import sample_input_shape
+
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -28,9 +30,8 @@ def _sample_input(model: nn.Module, sample_input: torch.Tensor | None) -> torch.
     if sample_input is not None:
         return sample_input
     if hasattr(model, "model_name") and hasattr(model, "in_chans"):
-        from se_flax.convert import sample_input_shape  # pure Python here, no JAX
-
-        return torch.zeros(sample_input_shape(model, channels_last=False))
+        return torch.zeros(sample_input_shape(model.model_name, model.in_chans,
+                                              channels_last=False))
     raise ValueError(f"{type(model).__name__}: pass sample_input (a tensor of the input shape) "
                      "to trace the model")
 

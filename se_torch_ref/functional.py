@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from se_flax.spec import ACTIVATIONS, GATES, SPATIAL_DIMS, check_choice
+from se_spec.attention import ACTIVATIONS, GATES, SPATIAL_DIMS
+from se_spec.validation import check_choice
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "relu6": nn.ReLU6, "hard_swish": nn.Hardswish, "silu": nn.SiLU,

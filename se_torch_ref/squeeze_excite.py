@@ -10,14 +10,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from se_flax.spec import (
+from se_spec.attention import (
     EXCITE_LAYERS,
     SPATIAL_DIMS,
-    check_choice,
     check_groups,
     check_input,
     reduced_channels,
 )
+from se_spec.validation import check_choice
 from se_torch_ref.functional import activation, gate_module, rescale, spatial_mean
 from se_torch_ref.pointwise import apply_pointwise, make_pointwise
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from torch import nn
 
-from se_flax.spec import lookup
-from se_flax.variant_specs import VARIANT_SPECS
+from se_spec.validation import lookup
+from se_spec.variants import VARIANT_SPECS
 from se_torch_ref.cbam import CBAM
 from se_torch_ref.eca import ECA
 from se_torch_ref.effective_se import EffectiveSE

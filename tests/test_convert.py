@@ -9,7 +9,7 @@ import pytest
 from se_flax.convert import flax_to_torch, model_template, torch_to_flax, validate_variables
 from se_flax.layouts import detect_layout, unwrap_state_dict
 from se_flax.mapping import ConversionError, flatten, unflatten
-from se_flax.model_specs import MODEL_SPECS, NO_ATTENTION
+from se_spec.models import MODEL_SPECS, NO_ATTENTION
 
 
 def random_variables(name, dtype=np.float32, **kwargs):

@@ -1,6 +1,7 @@
 import pytest
 
-from se_flax.spec import eca_kernel_size, lookup, make_divisible, reduced_channels
+from se_spec.attention import eca_kernel_size, make_divisible, reduced_channels
+from se_spec.validation import lookup
 
 
 @pytest.mark.parametrize("channels,policy,expected", [

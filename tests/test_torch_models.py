@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import se_torch_ref.models as tm
-from se_flax.model_specs import MODEL_SPECS
+from se_spec.models import MODEL_SPECS
 
 
 def test_same_registry_as_flax():

@@ -1,11 +1,11 @@
 """End of training: PyTorch export, logits parity with `se_torch_ref`, SE gate plot.
 
 * `model.pth` — `torch.save` of a PyTorch state dict (timm key layout, `num_batches_tracked`
-  recreated) produced by `se_flax.mapping.flax_to_torch`; it loads with `strict=True` into
+  recreated) produced by `se_flax.convert.flax_to_torch`; it loads with `strict=True` into
   `se_torch_ref.create_model(<same name and options>)`.
 * The parity check loads that file into the reference model and compares eval-mode logits on a
   batch of evaluation images with the Flax model's (float32, highest matmul precision), as
-  `max|Δ| / max(1, max|torch|)` against DESIGN.md's eval tolerance 1e-5.
+  `max|Δ| / max(1, max|torch|)` against the eval tolerance of `se_spec.tolerances`.
 * `gates.png` — the article's channel-weight visualisation done on the SE gate `s` (the sigmoid
   output, `(N, C)`), not on the rescaled feature map: for the last block of each stage, the mean
   gate of every channel per class, over the evaluation images.
@@ -23,12 +23,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from se_flax.mapping import flax_to_torch
-from se_flax.model_specs import FAMILY_STEMS, model_spec
+from se_flax.convert import flax_to_torch
 from se_flax.models import create_model
+from se_spec.models import FAMILY_STEMS, model_spec
+from se_spec.tolerances import EVAL_TOL, scaled_error
 from train.augment import normalize
-
-EVAL_TOL = 1e-5
 
 
 def model_options(cfg: Any, num_classes: int, in_chans: int) -> dict[str, Any]:
@@ -93,8 +92,7 @@ def parity_check(model_name: str, options: dict[str, Any], checkpoint: str | Pat
     torch_logits = torch_logits.numpy().astype(np.float64)
     if flax_logits is None:
         flax_logits, _ = flax_eval(model_name, options, variables, x)
-    max_abs = float(np.max(np.abs(flax_logits - torch_logits)))
-    max_rel = max_abs / max(1.0, float(np.max(np.abs(torch_logits))))
+    max_abs, max_rel = scaled_error(flax_logits, torch_logits)
     return {"batch": int(x.shape[0]), "max_abs": max_abs, "max_rel": max_rel,
             "tolerance": EVAL_TOL, "ok": max_rel <= EVAL_TOL,
             "same_predictions": float(np.mean(flax_logits.argmax(-1) ==

@@ -30,8 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from se_flax.model_specs import FAMILY_STEMS, check_image, model_spec, resolve_options
+from se_flax.implementation import resolve_implementation
 from se_flax.models import create_model
+from se_spec.models import FAMILY_STEMS, check_image, model_spec, resolve_options
 from train.checkpoint import Checkpointer
 from train.config import ConfigError, TrainConfig, to_dict
 from train.data import (
@@ -226,7 +227,8 @@ def train(cfg: TrainConfig) -> RunResult:
                                  seed=cfg.seed, dtype=dtype)
     eval_step = make_eval_step(model, num_classes=dataset.num_classes, mean=mean, std=std,
                                dtype=dtype)
-    driver = make_driver(cfg.parallel, train_step, eval_step)
+    driver = make_driver(cfg.parallel, train_step, eval_step,
+                         compiler_options=resolve_implementation().compiler_options())
     dstate = driver.replicate(state)
     logger = MetricLogger(out, enabled=lead, tensorboard=cfg.tensorboard)
     progress = Progress(end, start, enabled=lead and cfg.progress)

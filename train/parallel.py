@@ -13,8 +13,9 @@ data give the same parameters. `check_vma=False`: the step averages its own grad
 `lax.pmean` exactly as under pmap (with replication checking on, JAX would instead insert the
 sum of gradients over devices when differentiating with respect to replicated parameters).
 Multi-host: call `jax.distributed.initialize` first; `jax.devices()` then spans all processes.
-The jitted train step gets `se_flax.xla_options.train_step_compiler_options()` (on CPU, XLA's
-memory-optimised scheduler); `jax.pmap` takes no compiler options.
+The jitted train step gets the XLA options of the run's implementation choice
+(`se_flax.implementation.Implementation.compiler_options`, e.g. XLA's memory-optimised scheduler
+on CPU); `jax.pmap` takes no compiler options.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from se_flax.xla_options import train_step_compiler_options
 from train.step import AXIS
 
 Batch = tuple[np.ndarray, ...]
@@ -60,7 +60,8 @@ class ShardMapDriver:
     name = "shard_map"
 
     def __init__(self, train_step: Callable, eval_step: Callable,
-                 devices: list[Any] | None = None) -> None:
+                 devices: list[Any] | None = None,
+                 compiler_options: dict[str, str] | None = None) -> None:
         devices = list(devices or jax.devices())
         self.mesh = Mesh(np.asarray(devices), (AXIS,))
         self.num_devices = len(devices)
@@ -69,7 +70,7 @@ class ShardMapDriver:
         self.train_step = jax.jit(
             jax.shard_map(train_step, mesh=self.mesh, in_specs=(P(), P(AXIS), P(AXIS)),
                           out_specs=(P(), P()), check_vma=False), donate_argnums=(0,),
-            compiler_options=train_step_compiler_options() or None)
+            compiler_options=compiler_options or None)
         self.eval_step = jax.jit(
             jax.shard_map(eval_step, mesh=self.mesh, in_specs=(P(), P(AXIS), P(AXIS), P(AXIS)),
                           out_specs=P(), check_vma=False))
@@ -102,7 +103,9 @@ class PmapDriver:
     name = "pmap"
 
     def __init__(self, train_step: Callable, eval_step: Callable,
-                 devices: list[Any] | None = None) -> None:
+                 devices: list[Any] | None = None,
+                 compiler_options: dict[str, str] | None = None) -> None:
+        del compiler_options  # jax.pmap takes none
         self.local_devices = list(devices or jax.local_devices())
         self.num_devices = len(self.local_devices) * (1 if devices else jax.process_count())
         self.local = NamedSharding(Mesh(np.asarray(self.local_devices), (AXIS,)), P(AXIS))
@@ -136,9 +139,13 @@ DRIVERS = {"shard_map": ShardMapDriver, "pmap": PmapDriver}
 
 
 def make_driver(name: str, train_step: Callable, eval_step: Callable,
-                devices: list[Any] | None = None) -> ShardMapDriver | PmapDriver:
-    """The driver called `name` (`shard_map` or `pmap`) around the two per-device steps."""
+                devices: list[Any] | None = None,
+                compiler_options: dict[str, str] | None = None) -> ShardMapDriver | PmapDriver:
+    """The driver called `name` (`shard_map` or `pmap`) around the two per-device steps.
+
+    `compiler_options` go to `jax.jit` of the train step (`shard_map` only).
+    """
     if name not in DRIVERS:
         raise ValueError(f"parallel={name!r} is not supported; expected one of "
                          f"{', '.join(map(repr, DRIVERS))}")
-    return DRIVERS[name](train_step, eval_step, devices)
+    return DRIVERS[name](train_step, eval_step, devices, compiler_options)

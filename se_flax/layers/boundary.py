@@ -17,26 +17,15 @@ runtime flushes to zero in every arithmetic operation, including the residual ad
 produces a block output (so a block output holds none). The derivative is the identity (a
 `custom_jvp`): gradients and forward-mode tangents pass unchanged and without a division.
 
-Only the CPU backend gets the boundary (GPU and TPU fuse with other heuristics, and TPU
-division is not guaranteed exact); `SE_FLAX_FUSION_BOUNDARY=0` in the environment turns it off
-(for benchmarks: bench/step.py's `flax no-boundary` variant).
+Models apply it only where `se_flax.implementation` says so (the CPU backend by default): GPU
+and TPU fuse with other heuristics, and TPU division is not guaranteed exact.
 """
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 from jax import lax
-
-BOUNDARY_ENV = "SE_FLAX_FUSION_BOUNDARY"
-
-
-def boundary_enabled() -> bool:
-    """True unless `SE_FLAX_FUSION_BOUNDARY` is 0/false/no or the default backend is not CPU."""
-    off = os.environ.get(BOUNDARY_ENV, "").strip().lower() in ("0", "false", "no")
-    return not off and jax.default_backend() == "cpu"
 
 
 @jax.custom_jvp
@@ -57,10 +46,8 @@ def _divide_by_runtime_one_jvp(primals: tuple[jax.Array],
 def fusion_boundary(x: jax.Array) -> jax.Array:
     """`x` unchanged (bit for bit), stored once instead of recomputed by each consumer on CPU.
 
-    A no-op for integer or empty arrays, on other backends, or when turned off.
+    A no-op for integer or empty arrays.
     """
     if x.size == 0 or not jnp.issubdtype(x.dtype, jnp.floating):
-        return x
-    if not boundary_enabled():
         return x
     return _divide_by_runtime_one(x)

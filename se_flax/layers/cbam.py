@@ -25,13 +25,8 @@ from se_flax.layers.functional import (
 from se_flax.layers.labels import module_label
 from se_flax.layers.norm import BatchNorm
 from se_flax.layers.pointwise import Pointwise
-from se_flax.spec import (
-    SPATIAL_DIMS,
-    check_choice,
-    check_input,
-    check_positive_int,
-    reduced_channels,
-)
+from se_spec.attention import SPATIAL_DIMS, check_input, reduced_channels
+from se_spec.validation import check_choice, check_positive_int
 
 
 class ChannelAttention(nn.Module):
@@ -60,6 +55,7 @@ class ConvBn(nn.Module):
     features: int
     kernel_size: int
     bn_axis_name: str | None = None
+    norm: Any = BatchNorm
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -67,7 +63,7 @@ class ConvBn(nn.Module):
         rank, pad = x.ndim - 2, self.kernel_size // 2
         x = nn.Conv(self.features, (self.kernel_size,) * rank, padding=[(pad, pad)] * rank,
                     use_bias=False, name="conv")(x)
-        return BatchNorm(use_running_average=not train, axis_name=self.bn_axis_name,
+        return self.norm(use_running_average=not train, axis_name=self.bn_axis_name,
                          name="bn")(x)
 
 
@@ -77,13 +73,14 @@ class SpatialAttention(nn.Module):
     kernel_size: int = 7
     gate: str = "sigmoid"
     bn_axis_name: str | None = None
+    norm: Any = BatchNorm
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         """Return the spatial gate `(N, ..., 1)` for channels-last `x`."""
         xf = at_least_fp32(x)
         maps = jnp.concatenate([xf.mean(-1, keepdims=True), xf.max(-1, keepdims=True)], -1)
-        s = ConvBn(1, self.kernel_size, self.bn_axis_name, name="conv")(maps, train)
+        s = ConvBn(1, self.kernel_size, self.bn_axis_name, self.norm, name="conv")(maps, train)
         return gate_fn(module_label(self), self.gate)(s)
 
 
@@ -101,6 +98,7 @@ class CBAM(nn.Module):
     bias: bool = False
     spatial_dims: int | None = None
     bn_axis_name: str | None = None
+    norm: Any = BatchNorm  # the spatial branch's BatchNorm (a model passes its own)
     dtype: Any = None
 
     @nn.compact
@@ -120,6 +118,6 @@ class CBAM(nn.Module):
                              name="channel")(x)
         self.sow("intermediates", "gate", g)
         x = rescale(x, g)
-        sg = SpatialAttention(k, self.gate, self.bn_axis_name, name="spatial")(x, train)
+        sg = SpatialAttention(k, self.gate, self.bn_axis_name, self.norm, name="spatial")(x, train)
         self.sow("intermediates", "spatial_gate", sg)
         return x * sg.astype(x.dtype)

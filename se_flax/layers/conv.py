@@ -1,39 +1,28 @@
-"""Convolution for `nn.Conv(conv_general_dilated=...)`: 1x1 kernels as matrix products.
+"""Convolution for `nn.Conv(conv_general_dilated=...)`: small cases as matrix products.
 
-A 1x1 convolution (any stride, no padding, no dilation, one group) is a strided slice followed
-by a matrix product over the channel axis: the same math, a different program for XLA. On CPU,
-XLA lowers the weight gradient of a 1x1 `conv_general_dilated` to a convolution whose window is
-the whole feature map (batch and channels swapped by two transposes), 3-11x slower than the
-matrix product `x^T @ dy`; and when the gradient comes from plain autodiff of a `dot_general`,
-XLA's layout assignment transposes `dy` inside the fused BatchNorm backward, which runs at a
-fraction of memory bandwidth. Here the 1x1 convolution is a `dot_general` with its own VJP:
-`dx = dy @ W^T` and `dW = x^T @ dy`, the latter on `(rows, C)` matrices so that XLA runs it as
-one matrix product with a transposed operand rather than copying `x` transposed
-(bench/BENCHMARKS.md, "CPU" section, has the measurements).
+Two rewrites of `lax.conv_general_dilated`, each the same math as a different program for XLA:
 
-A stride-1 convolution over a feature map of at most `SMALL_MAP` pixels per side (e.g. the
-3x3 convolutions of the last stage on 16x16 inputs) is a matrix product over gathered patches
-(im2col): XLA's CPU backend swaps the operands of such a convolution (the kernel is larger than
-the map) and runs it 20-50x slower than the product (2x2 map, 512 channels, batch 32: 293 ms
-vs 5.5 ms forward). Gradients come from autodiff of pad, slices and the product. On 3x3 and
-4x4 maps the product is also faster, but only by 1.2-1.5x, less than what its larger program
-costs to compile in short runs.
+* `pointwise`: a 1x1 convolution (any stride, no padding, no dilation, one group) is a strided
+  slice and a matrix product over the channel axis, with its own VJP: `dx = dy @ W^T` and
+  `dW = x^T @ dy`, the latter on `(rows, C)` matrices so that XLA runs one product with a
+  transposed operand instead of copying `x` transposed. XLA's CPU backend lowers the weight
+  gradient of a 1x1 convolution to a convolution whose window is the whole feature map.
+* `small_map`: a stride-1 convolution over a map of at most `SMALL_MAP` pixels a side is one
+  product over gathered patches (XLA's CPU backend swaps the operands of such a convolution,
+  the kernel being larger than the map). Gradients come from autodiff of pad, slices and the
+  product, so forward mode works.
 
-Every other convolution goes to `lax.conv_general_dilated` unchanged. Parameters keep Flax's
-conv layout `(1, ..., 1, C_in, C_out)`, so checkpoints and conversion are unaffected.
-
-Limits: the 1x1 path supports reverse-mode differentiation (`grad`, `vjp`, also nested) but
-not forward mode (`jvp`, `jacfwd`), as for any `jax.custom_vjp`. Setting the environment
-variable `SE_FLAX_PLAIN_CONV=1` before the first trace sends every convolution to
-`lax.conv_general_dilated` (forward mode works, CPU training is slower; through a model in
-training mode it also needs `SE_FLAX_AUTODIFF_BN=1`, `se_flax.layers.norm_vjp`).
+Every other convolution goes to `lax.conv_general_dilated` unchanged, and parameters keep
+Flax's conv layout, so checkpoints and conversion are unaffected. The pointwise path supports
+reverse-mode differentiation (`grad`, `vjp`, also nested) but not forward mode (`jvp`), as for
+any `jax.custom_vjp`. Which model uses which is `se_flax.implementation`'s choice; the
+measurements behind it are in bench/BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,13 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-PLAIN_CONV_ENV = "SE_FLAX_PLAIN_CONV"
 SMALL_MAP = 2  # largest input side (pixels) that goes to the patch product
-
-
-def plain_conv_requested() -> bool:
-    """True when `SE_FLAX_PLAIN_CONV` asks for `lax.conv_general_dilated` everywhere."""
-    return os.environ.get(PLAIN_CONV_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def _channels_last(dimension_numbers: Any, ndim: int) -> bool:
@@ -133,18 +116,19 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
                          rhs_dilation: Sequence[int] | None = None,
                          dimension_numbers: Any = None, feature_group_count: int = 1,
                          batch_group_count: int = 1, precision: Any = None,
-                         preferred_element_type: Any = None) -> jax.Array:
-    """`lax.conv_general_dilated`; channels-last 1x1 and small-map convolutions as products."""
-    if (not plain_conv_requested() and preferred_element_type is None
+                         preferred_element_type: Any = None, *, pointwise: bool = True,
+                         small_map: bool = True) -> jax.Array:
+    """`lax.conv_general_dilated`, with the `pointwise` and `small_map` rewrites where they fit."""
+    if ((pointwise or small_map) and preferred_element_type is None
             and dimension_numbers is not None and lhs.ndim >= 3
             and _channels_last(dimension_numbers, lhs.ndim)):
-        if _is_pointwise(rhs, padding, lhs_dilation, rhs_dilation, feature_group_count,
-                         batch_group_count):
+        if pointwise and _is_pointwise(rhs, padding, lhs_dilation, rhs_dilation,
+                                       feature_group_count, batch_group_count):
             if any(s != 1 for s in window_strides):
                 lhs = lhs[(slice(None), *(slice(None, None, s) for s in window_strides))]
             return _matmul_channels(lhs, rhs.reshape(rhs.shape[-2:]), precision)
-        if _is_small_map(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                         feature_group_count, batch_group_count):
+        if small_map and _is_small_map(lhs, rhs, window_strides, padding, lhs_dilation,
+                                       rhs_dilation, feature_group_count, batch_group_count):
             return _patch_product(lhs, rhs, padding, precision)
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
                                     rhs_dilation, dimension_numbers, feature_group_count,

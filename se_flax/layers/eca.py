@@ -13,13 +13,8 @@ import jax
 
 from se_flax.layers.functional import gate_fn, rescale, spatial_mean
 from se_flax.layers.labels import module_label
-from se_flax.spec import (
-    SPATIAL_DIMS,
-    check_choice,
-    check_input,
-    check_positive_int,
-    eca_kernel_size,
-)
+from se_spec.attention import SPATIAL_DIMS, check_input, eca_kernel_size
+from se_spec.validation import check_choice, check_positive_int
 
 
 class ECA(nn.Module):

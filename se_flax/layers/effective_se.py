@@ -14,7 +14,8 @@ import jax
 from se_flax.layers.functional import gate_fn, rescale, spatial_max, spatial_mean
 from se_flax.layers.labels import module_label
 from se_flax.layers.pointwise import Pointwise
-from se_flax.spec import EXCITE_LAYERS, SPATIAL_DIMS, check_choice, check_input, check_positive_int
+from se_spec.attention import EXCITE_LAYERS, SPATIAL_DIMS, check_input
+from se_spec.validation import check_choice, check_positive_int
 
 
 class EffectiveSE(nn.Module):

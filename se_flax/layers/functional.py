@@ -7,7 +7,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from se_flax.spec import ACTIVATIONS, GATES, check_choice
+from se_spec.attention import ACTIVATIONS, GATES
+from se_spec.validation import check_choice
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": jax.nn.relu,

@@ -6,8 +6,9 @@ in `running_var`, while `flax.linen.BatchNorm` stores the biased one. This modul
 unbiased one, so `batch_stats["var"]` is PyTorch's `running_var` bit for bit in meaning and
 conversion is a copy. Statistics are computed in float32 with the two-pass formula
 `mean((x - mean)^2)` (not `E[x^2] - E[x]^2`, which cancels catastrophically), synchronised over
-`axis_name` when given. `momentum=0.9` here is PyTorch's `momentum=0.1`. In training the
-gradients come from a hand-written VJP that stores less (`se_flax.layers.norm_vjp`).
+`axis_name` when given. `momentum=0.9` here is PyTorch's `momentum=0.1`. With
+`custom_vjp=True` training-mode gradients come from a hand-written VJP that stores less
+(`se_flax.layers.norm_vjp`; no forward-mode differentiation); the default is plain autodiff.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class BatchNorm(nn.Module):
     axis_name: str | None = None
     dtype: Any = None
     scale_init: Any = nn.initializers.ones
+    custom_vjp: bool = False  # training gradients by `norm_vjp.batch_norm_train`
 
     @nn.compact
     def __call__(self, x: jax.Array, use_running_average: bool | None = None) -> jax.Array:
@@ -50,7 +52,8 @@ class BatchNorm(nn.Module):
             y = (xf - mean) * (lax.rsqrt(var + self.epsilon) * scale) + bias
         else:
             axis_name = None if self.is_initializing() else self.axis_name  # init runs unmapped
-            y, mean, var, count = batch_norm_train(xf, scale, bias, self.epsilon, axis_name)
+            y, mean, var, count = batch_norm_train(xf, scale, bias, self.epsilon, axis_name,
+                                                   self.custom_vjp)
             if not self.is_initializing():
                 unbiased = var * (count / jnp.maximum(count - 1, 1))
                 m = self.momentum

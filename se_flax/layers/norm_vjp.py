@@ -1,39 +1,27 @@
 """Training-mode batch normalisation with a hand-written VJP that stores only its input.
 
 Autodiff of `y = (x - mean) * rsqrt(var + eps) * scale + bias` keeps `x - mean` for the
-backward pass; in the compiled SE-ResNet-50 train step XLA also kept `x` (the convolution
-output) until the backward pass, so each BatchNorm held two full-size arrays where PyTorch holds
-one. The VJP here stores `x`, the per-channel `mean` and `rsqrt(var + eps)`, and rebuilds the
-normalised input inside the backward fusions. The rebuilt value is written
-`x * inv - mean * inv`, not `x - mean`: XLA's common-subexpression elimination would otherwise
-merge it with the forward pass's `x - mean` and store that array again. With
-XLA's memory-optimised scheduler (`se_flax.xla_options`) the SE-ResNet-50 CPU train step needs a
-third less temporary memory: 1.04 GB instead of 1.57 GB (bench/BENCHMARKS.md).
+backward pass, and XLA also kept `x` (the convolution output): two full-size arrays per
+BatchNorm where PyTorch keeps one. This VJP stores `x`, the per-channel `mean` and
+`rsqrt(var + eps)`, and rebuilds the normalised input in the backward fusions as
+`x * inv - mean * inv` — not `x - mean`, which XLA's common-subexpression elimination would
+merge with the forward pass's and store again.
 
-Gradients are the exact ones of the formula above (the forward pass is the same expression, bit
-for bit); the backward pass rounds differently, within ~1e-6 relative of autodiff. Under
-`axis_name` (synchronised BatchNorm) the statistics and the gradient sums span every replica;
-the parameter gradients are each replica's own, as autodiff gives them. The batch statistics
-returned for the running averages carry no gradient. Forward-mode differentiation (`jax.jvp`)
-is not supported by a `custom_vjp`: set `SE_FLAX_AUTODIFF_BN=1` before the first trace to use
-plain autodiff instead.
+The forward pass is the formula bit for bit; gradients are the formula's, rounded differently
+(~1e-6 relative of autodiff). Under `axis_name` the statistics and the gradient sums span every
+replica; the parameter gradients are each replica's own, as autodiff gives them. The batch
+statistics carry no gradient. Forward mode (`jax.jvp`) is not supported by a `custom_vjp`:
+`reference_batch_norm` is the same computation by plain autodiff. Which one a model uses is
+`se_flax.implementation`'s choice (bench/BENCHMARKS.md has the measurements).
 """
 
 from __future__ import annotations
 
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
 from jax import lax
-
-AUTODIFF_BN_ENV = "SE_FLAX_AUTODIFF_BN"
-
-
-def autodiff_bn_requested() -> bool:
-    """True when `SE_FLAX_AUTODIFF_BN` asks for BatchNorm gradients by plain autodiff."""
-    return os.environ.get(AUTODIFF_BN_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def _statistics(x: jax.Array, axis_name: str | None) -> tuple[jax.Array, jax.Array, int]:
@@ -94,19 +82,19 @@ _normalize.defvjp(_normalize_fwd, _normalize_bwd)
 
 
 def batch_norm_train(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float,
-                     axis_name: str | None = None
+                     axis_name: str | None = None, custom_vjp: bool = True
                      ) -> tuple[jax.Array, jax.Array, jax.Array, int]:
     """Normalise channels-last `x` with its batch statistics: `(y, mean, var, count)`.
 
     `x` is float32 (or wider); `scale` and `bias` share one dtype; `var` is the biased variance;
     `count` the number of elements per channel (over all replicas of `axis_name`). `mean` and
-    `var` carry no gradient.
+    `var` carry no gradient. `custom_vjp=False` differentiates `reference_batch_norm` instead.
     """
-    if autodiff_bn_requested():
-        y, mean, var, count = reference_batch_norm(x, scale, bias, epsilon, axis_name)
-    else:
+    if custom_vjp:
         y, mean, var = _normalize(x, scale, bias, epsilon, axis_name)
         count = x.size // x.shape[-1]
         if axis_name is not None:
             count = count * lax.psum(1, axis_name)
+    else:
+        y, mean, var, count = reference_batch_norm(x, scale, bias, epsilon, axis_name)
     return y, lax.stop_gradient(mean), lax.stop_gradient(var), count

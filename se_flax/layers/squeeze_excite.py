@@ -22,14 +22,14 @@ import jax
 from se_flax.layers.functional import activation, gate_fn, rescale, spatial_mean
 from se_flax.layers.labels import module_label
 from se_flax.layers.pointwise import Pointwise
-from se_flax.spec import (
+from se_spec.attention import (
     EXCITE_LAYERS,
     SPATIAL_DIMS,
-    check_choice,
     check_groups,
     check_input,
     reduced_channels,
 )
+from se_spec.validation import check_choice
 
 
 class SqueezeExcite(nn.Module):

@@ -3,7 +3,7 @@
 R3D: Tran et al., "A Closer Look at Spatiotemporal Convolutions", CVPR 2018. SE3D is the
 rank-generic `SqueezeExcite` on `(N, T, H, W, C)`.
 
-Names follow torchvision's `VideoResNet` (`r3d_18`) through `se_flax.mapping`'s rule: `stem_0`
+Names follow torchvision's `VideoResNet` (`r3d_18`) through `se_flax.convert.naming`: `stem_0`
 (3x7x7 conv, stride 1x2x2), `stem_1` (BN), `layer1_0/conv1_0` (3x3x3 conv), `conv1_1` (BN),
 `conv2_0`, `conv2_1`, `se`, `downsample_0/1`, `fc`. Inputs are `(N, T, H, W, C)`.
 """
@@ -16,22 +16,16 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from se_flax.layers.boundary import fusion_boundary
-from se_flax.layers.conv import conv_general_dilated
 from se_flax.layers.norm import BatchNorm
-from se_flax.model_specs import NO_ATTENTION, check_image
-from se_flax.models.blocks import attention_factory, batch_norm, conv_init, global_pool
-
-
-def conv3d(features: int, kernel: tuple[int, int, int], stride: tuple[int, int, int],
-           dtype: Any, name: str) -> nn.Conv:
-    """Bias-free 3D convolution with PyTorch's symmetric padding `k // 2` per axis.
-
-    A 1x1x1 kernel runs as a matrix product with its own VJP (`se_flax.layers.conv`).
-    """
-    return nn.Conv(features, kernel, stride, padding=[(k // 2, k // 2) for k in kernel],
-                   use_bias=False, dtype=dtype, kernel_init=conv_init, name=name,
-                   conv_general_dilated=conv_general_dilated)
+from se_flax.models.blocks import (
+    Boundary,
+    ModuleDef,
+    attention_factory,
+    batch_norm,
+    conv,
+    global_pool,
+)
+from se_spec.models import NO_ATTENTION, check_image
 
 
 class VideoBlock(nn.Module):
@@ -44,27 +38,30 @@ class VideoBlock(nn.Module):
     zero_init_last_bn: bool = False
     axis_name: str | None = None
     dtype: Any = None
+    conv: ModuleDef = nn.Conv
+    norm: ModuleDef = BatchNorm
+    residual_boundary: Boundary = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Apply the block to `(N, T, H, W, C)`."""
-        def bn(name: str, last: bool = False) -> BatchNorm:
-            return batch_norm(name, train, self.axis_name, self.dtype,
+        def bn(name: str, last: bool = False) -> nn.Module:
+            return batch_norm(self.norm, name, train, self.axis_name, self.dtype,
                               last and self.zero_init_last_bn)
 
         s = (self.stride,) * 3
-        y = conv3d(self.planes, (3, 3, 3), s, self.dtype, "conv1_0")(x)
+        y = conv(self.conv, self.planes, (3, 3, 3), s, self.dtype, "conv1_0")(x)
         y = nn.relu(bn("conv1_1")(y))
-        y = bn("conv2_1", last=True)(conv3d(self.planes, (3, 3, 3), (1, 1, 1), self.dtype,
-                                            "conv2_0")(y))
+        y = conv(self.conv, self.planes, (3, 3, 3), (1, 1, 1), self.dtype, "conv2_0")(y)
+        y = bn("conv2_1", last=True)(y)
         if self.attn is not None:
             y = self.attn(channels=self.planes, dtype=self.dtype, name="se")(y, train=train)
         shortcut = x
         if self.downsample:
-            shortcut = bn("downsample_1")(conv3d(self.planes, (1, 1, 1), s, self.dtype,
-                                                 "downsample_0")(x))
-        # The residual stream: stored once, not recomputed by every later block (CPU).
-        return fusion_boundary(nn.relu(y + shortcut.astype(y.dtype)))
+            shortcut = conv(self.conv, self.planes, (1, 1, 1), s, self.dtype, "downsample_0")(x)
+            shortcut = bn("downsample_1")(shortcut)
+        out = nn.relu(y + shortcut.astype(y.dtype))
+        return out if self.residual_boundary is None else self.residual_boundary(out)
 
 
 class VideoResNet(nn.Module):
@@ -81,15 +78,18 @@ class VideoResNet(nn.Module):
     dtype: Any = None
     axis_name: str | None = None
     model_name: str = "VideoResNet"
+    conv: ModuleDef = nn.Conv
+    norm: ModuleDef = BatchNorm
+    residual_boundary: Boundary = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Logits `(N, num_classes)` for channels-last clips `x` of shape `(N, T, H, W, C)`."""
         check_image(self.model_name, x.shape, self.in_chans, -1, self.stem)
-        attn = attention_factory(self.attn, self.attn_kwargs, self.axis_name, spatial_dims=3)
+        attn = attention_factory(self.attn, self.attn_kwargs, self.axis_name, 3, self.norm)
         x = x.astype(self.dtype or x.dtype)
-        x = conv3d(64, (3, 7, 7), (1, 2, 2), self.dtype, "stem_0")(x)
-        x = nn.relu(batch_norm("stem_1", train, self.axis_name, self.dtype)(x))
+        x = conv(self.conv, 64, (3, 7, 7), (1, 2, 2), self.dtype, "stem_0")(x)
+        x = nn.relu(batch_norm(self.norm, "stem_1", train, self.axis_name, self.dtype)(x))
         in_ch = 64
         for stage, blocks in enumerate(self.layers):
             planes = 64 * 2 ** stage
@@ -97,6 +97,8 @@ class VideoResNet(nn.Module):
                 stride = 2 if stage > 0 and i == 0 else 1
                 x = VideoBlock(planes, stride, stride != 1 or in_ch != planes, attn,
                                self.zero_init_last_bn, self.axis_name, self.dtype,
+                               conv=self.conv, norm=self.norm,
+                               residual_boundary=self.residual_boundary,
                                name=f"layer{stage + 1}_{i}")(x, train)
                 in_ch = planes
         return nn.Dense(self.num_classes, name="fc")(global_pool(x))

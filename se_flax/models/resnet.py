@@ -1,6 +1,6 @@
 """(SE-)ResNet in Flax linen: He et al., CVPR 2016, with attention per Hu et al., CVPR 2018.
 
-Module names follow the PyTorch keys of timm/torchvision through `se_flax.mapping`'s rule:
+Module names follow the PyTorch keys of timm/torchvision through `se_flax.convert.naming`:
 `conv1`, `bn1`, `layer1_0/conv1`, `layer1_0/se/fc1`, `layer1_0/downsample_0`, `fc`.
 Stems: `imagenet` (7x7/2 conv, 3x3/2 max-pool padded with -inf) or `cifar` (3x3/1 conv).
 """
@@ -12,8 +12,17 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from se_flax.model_specs import NO_ATTENTION, check_image
-from se_flax.models.blocks import ResidualBlock, attention_factory, batch_norm, conv, global_pool
+from se_flax.layers.norm import BatchNorm
+from se_flax.models.blocks import (
+    Boundary,
+    ModuleDef,
+    ResidualBlock,
+    attention_factory,
+    batch_norm,
+    conv,
+    global_pool,
+)
+from se_spec.models import NO_ATTENTION, check_image
 
 
 class ResNet(nn.Module):
@@ -30,18 +39,19 @@ class ResNet(nn.Module):
     dtype: Any = None
     axis_name: str | None = None
     model_name: str = "ResNet"
+    conv: ModuleDef = nn.Conv
+    norm: ModuleDef = BatchNorm
+    residual_boundary: Boundary = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Logits `(N, num_classes)` in float32 for channels-last images `x`."""
         check_image(self.model_name, x.shape, self.in_chans, -1, self.stem)
-        attn = attention_factory(self.attn, self.attn_kwargs, self.axis_name, spatial_dims=2)
+        attn = attention_factory(self.attn, self.attn_kwargs, self.axis_name, 2, self.norm)
         x = x.astype(self.dtype or x.dtype)
-        if self.stem == "imagenet":
-            x = conv(64, 7, 2, self.dtype, "conv1")(x)
-        else:
-            x = conv(64, 3, 1, self.dtype, "conv1")(x)
-        x = batch_norm("bn1", train, self.axis_name, self.dtype)(x)
+        k, s = (7, 2) if self.stem == "imagenet" else (3, 1)
+        x = conv(self.conv, 64, (k, k), (s, s), self.dtype, "conv1")(x)
+        x = batch_norm(self.norm, "bn1", train, self.axis_name, self.dtype)(x)
         x = nn.relu(x)
         if self.stem == "imagenet":
             x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
@@ -56,6 +66,8 @@ class ResNet(nn.Module):
                                   downsample=stride != 1 or in_ch != out_ch, attn=attn,
                                   zero_init_last_bn=self.zero_init_last_bn,
                                   axis_name=self.axis_name, dtype=self.dtype,
+                                  conv=self.conv, norm=self.norm,
+                                  residual_boundary=self.residual_boundary,
                                   name=f"layer{stage + 1}_{i}")(x, train)
                 in_ch = out_ch
         return nn.Dense(self.num_classes, name="fc")(global_pool(x))

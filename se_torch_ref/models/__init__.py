@@ -6,10 +6,10 @@ from typing import Any
 
 from torch import nn
 
-from se_flax.model_specs import (
+from se_spec.models import (
     FLAX_ONLY_OPTIONS,
-    MODEL_SPECS,
     check_option_names,
+    list_models,
     model_spec,
     resolve_options,
 )
@@ -18,10 +18,7 @@ from se_torch_ref.models.resnet import ResNet
 
 _FAMILIES: dict[str, type[nn.Module]] = {"resnet2d": ResNet, "r3d": VideoResNet}
 
-
-def list_models() -> list[str]:
-    """Names of all registered models."""
-    return list(MODEL_SPECS)
+__all__ = ["create_model", "list_models"]
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from se_flax.model_specs import NO_ATTENTION, check_image
+from se_spec.models import NO_ATTENTION, check_image
 from se_torch_ref.variants import ATTENTION_VARIANTS
 
 

@@ -1,6 +1,6 @@
 """`se-convert SRC DST --model NAME`: convert weights between PyTorch and Flax files.
 
-The direction follows the file types (see `se_flax.convert_io`): `.safetensors`, `.pth`, `.pt`,
+The direction follows the file types (see `se_flax.convert.files`): `.safetensors`, `.pth`, `.pt`,
 `.bin` hold PyTorch state dicts; `.msgpack` and Orbax directories hold Flax variables. Every
 conversion goes through the Flax variables of `--model` and is checked against it, so PyTorch →
 PyTorch (e.g. `.pth` → `.safetensors`, or `--out-layout article` → `timm`) and Flax → Flax work
@@ -21,19 +21,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from se_flax.convert import flax_to_torch, summarize, torch_to_flax, validate_variables
-from se_flax.convert_io import (
+from se_flax.convert.errors import ConversionError
+from se_flax.convert.files import (
     FRAMEWORK,
     CheckpointError,
     checkpoint_format,
-    read_state_dict,
+    load_torch_checkpoint,
     read_variables,
     write_state_dict,
     write_variables,
 )
-from se_flax.layouts import AUTO, LAYOUTS
-from se_flax.mapping import ConversionError
-from se_flax.model_specs import MODEL_SPECS, STEMS
+from se_flax.convert.layouts import AUTO, LAYOUTS
+from se_flax.convert.network import flax_to_torch, summarize, torch_to_flax, validate_variables
+from se_spec.models import MODEL_SPECS, STEMS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,13 +81,13 @@ def convert_file(args: argparse.Namespace) -> tuple[str, list[str]]:
     kwargs = {"strict": args.strict, "return_report": True, **_model_kwargs(args)}
     layout = ""
     if src_fw == "torch":
-        state, notes = read_state_dict(args.src)
-        variables, report = torch_to_flax(state, args.model, layout=args.layout, **kwargs)
+        checkpoint = load_torch_checkpoint(args.src)
+        variables, report = torch_to_flax(checkpoint, args.model, layout=args.layout, **kwargs)
         layout = f"{report.layout} ({'detected' if report.detected else 'given'})"
     else:
         variables, notes = read_variables(args.src)
         variables, report = validate_variables(variables, args.model, **kwargs)
-    report.notes = notes + report.notes
+        report.notes = notes + report.notes
     problems = list(report.problems)
     if dst_fw == "torch":
         out_layout = args.layout if src_fw == "flax" else (args.out_layout or report.layout)
@@ -115,7 +115,7 @@ def convert_file(args: argparse.Namespace) -> tuple[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `se-convert` and `python -m se_flax.convert_cli`."""
+    """Entry point of `se-convert` and `python -m se_flax.convert`."""
     args = build_parser().parse_args(argv)
     try:
         line, problems = convert_file(args)

@@ -1,8 +1,8 @@
 """PyTorch checkpoint layouts of the (SE-)ResNet family, detected from keys. NumPy only.
 
-Every layout uses the naming of `se_flax.mapping` (timm's and torchvision's module names:
-`conv1`, `bn1`, `layer1.0.conv1`, `layer1.0.downsample.0`, `fc`). They differ in the attention
-module of each block:
+Every layout uses the naming rule of `se_flax.convert.naming` (timm's and torchvision's module
+names: `conv1`, `bn1`, `layer1.0.conv1`, `layer1.0.downsample.0`, `fc`). They differ in the
+attention module of each block:
 
 - `timm`: attention modules under `se.`: `layer1.0.se.fc1.weight` / `.bias` (1x1 convs with
   bias, timm's `SEModule`), `se.conv` (ECA), `se.fc` (EffectiveSE), `se.channel.fc1` /
@@ -14,28 +14,24 @@ module of each block:
 
 `se_torch_ref` models use the `timm` names; their SE kernels are 1x1 convs or, for the article's
 variant (`se_article_*`), `nn.Linear` — both load, since a Linear weight fits a 1x1 kernel.
-
-Also here: unwrapping checkpoints that hold the state dict under a key (`{"state_dict": ...}`,
-`{"model": ...}`) and stripping a prefix every key shares (`module.` from DataParallel/DDP,
-`_orig_mod.` from `torch.compile`, `model.` from Lightning). Both are reported as notes.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 import numpy as np
 
-from se_flax.mapping import ARTICLE_SE_RENAMES, ConversionError, to_numpy
+from se_flax.convert.errors import ConversionError
 
 AUTO = "auto"
 LAYOUTS = ("timm", "torchvision", "article")
-# Keys under which training scripts store the state dict, in order of preference.
-WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
-# Prefixes that wrappers add to every key.
-WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
+# The article's SE layout `se.fc = Sequential(Linear, ReLU, Linear, Sigmoid)` → `fc1`/`fc2`.
+ARTICLE_SE_RENAMES: tuple[tuple[str, str], ...] = (
+    (r"(^|\.)fc\.0\.", r"\1fc1."),
+    (r"(^|\.)fc\.2\.", r"\1fc2."),
+)
 
 _ATTENTION = re.compile(r"(?:^|\.)se\.")
 _ARTICLE_FC = re.compile(r"(?:^|\.)fc\.[02]\.weight$")
@@ -127,50 +123,3 @@ def export_layout(state_dict: Mapping[str, np.ndarray], layout: str) -> dict[str
                               ["only bias-free SqueezeExcite models (se_article_*) and models "
                                "without attention fit it; use layout='timm'"])
     return out
-
-
-def is_array(value: Any) -> bool:
-    """Whether `value` looks like a tensor (NumPy, JAX, PyTorch): it has a shape and a dtype."""
-    return hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, Mapping)
-
-
-def unwrap_state_dict(checkpoint: Any) -> tuple[dict[str, np.ndarray], list[str]]:
-    """The state dict inside `checkpoint` as NumPy arrays, plus notes on what was unwrapped.
-
-    Accepts a plain state dict, or one held under `WRAPPER_KEYS` (possibly nested), and strips
-    any of `WRAPPER_PREFIXES` that every key shares. Anything else raises a `ConversionError`.
-    """
-    notes: list[str] = []
-    obj, where = checkpoint, "checkpoint"
-    while True:
-        if not isinstance(obj, Mapping):
-            raise ConversionError([f"{where} is a {type(obj).__name__}, not a state dict (a "
-                                   "mapping of names to tensors)"], "reading the state dict")
-        if all(is_array(v) for v in obj.values()):
-            break
-        wrapper = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
-        if wrapper is None:
-            others = [str(k) for k, v in obj.items() if not is_array(v)]
-            raise ConversionError(
-                [f"{where} is not a state dict: entries {', '.join(others[:8])} are not "
-                 f"tensors, and none of {', '.join(WRAPPER_KEYS)} holds one"],
-                "reading the state dict")
-        ignored = sorted(str(k) for k in obj if k != wrapper)
-        notes.append(f"unwrapped {where}[{wrapper!r}]"
-                     + (f" (ignored {', '.join(ignored)})" if ignored else ""))
-        obj, where = obj[wrapper], f"{where}[{wrapper!r}]"
-    state = {str(k): to_numpy(v) for k, v in obj.items()}
-    return strip_prefixes(state, notes)
-
-
-def strip_prefixes(state: dict[str, Any], notes: list[str] | None = None
-                   ) -> tuple[dict[str, Any], list[str]]:
-    """Remove any of `WRAPPER_PREFIXES` shared by every key (repeatedly), noting each."""
-    notes = [] if notes is None else notes
-    while state:
-        prefix = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in state)), None)
-        if prefix is None:
-            break
-        state = {k[len(prefix):]: v for k, v in state.items()}
-        notes.append(f"stripped the prefix {prefix!r} shared by all {len(state)} keys")
-    return state, notes

@@ -6,20 +6,21 @@ state_dict = flax_to_torch(variables, "se_resnet50")          # se_torch_ref / t
 variables, report = torch_to_flax(state_dict, "se_resnet50", strict=False, return_report=True)
 ```
 
-* `model` is a registered name (`se_flax.models.list_models()`) or a template of variables
+* `model` is a registered name (`se_flax.list_models()`) or a template of variables
   (e.g. from `model_template` or `jax.eval_shape` of `init`). With a name, `num_classes`,
   `in_chans` and `stem` default to what the weights say (`fc`, `conv1`); other options of
   `create_model` pass through as keyword arguments.
-* `layout` is one of `se_flax.layouts.LAYOUTS` or `"auto"`: on import it is detected from the
+* `layout` is one of `se_flax.convert.LAYOUTS` or `"auto"`: on import it is detected from the
   keys; on export `"auto"` writes the names of `se_torch_ref`/timm (`"article"` writes the
   article's `se.fc.0`/`se.fc.2` Linear weights, `"torchvision"` refuses attention modules).
 * Strict by default: every missing key, unexpected key, shape mismatch and non-floating tensor is
-  listed in one `ConversionError`. `strict=False` loads what matches and requires
-  `return_report=True`, so a partial load always comes with the `ConversionReport` that lists
-  what was not loaded; with a model name, what was not loaded keeps its initial value
-  (`model.init` with `seed`, which compiles the initialisers: seconds to a minute on CPU).
+  listed in one `ConversionError`, decided here once per call. `strict=False` loads what matches
+  and requires `return_report=True`, so a partial load always comes with the
+  `ConversionReport` that lists what was not loaded; with a model name, what was not loaded
+  keeps its initial value (`model.init` with `seed`, which compiles the initialisers).
 * Wrapped checkpoints (`{"state_dict": ...}`, `{"model": ...}`) and shared `module.` /
-  `_orig_mod.` / `model.` prefixes are accepted and recorded in `report.notes`.
+  `_orig_mod.` / `model.` prefixes are accepted and recorded in `report.notes`; the checkpoint
+  is unwrapped and turned into NumPy arrays once, on entry.
 * dtypes are preserved tensor by tensor (float32, float16, bfloat16); `num_batches_tracked` is
   dropped on import and recreated (int64 zero) on export. torch → flax → torch and
   flax → torch → flax reproduce every tensor bit for bit.
@@ -30,134 +31,31 @@ kernel transposed, two equally shaped tensors swapped) cannot be detected by any
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
-from se_flax.layouts import (
+from se_flax.convert.errors import ConversionError, ConversionReport
+from se_flax.convert.layouts import (
     AUTO,
     check_layout,
     detect_layout,
     export_layout,
     import_renames,
-    unwrap_state_dict,
 )
-from se_flax.mapping import (
-    FLAX_TO_TORCH_LEAF,
-    ConversionError,
-    ConversionReport,
-    convert_torch_to_flax,
-    flatten,
-    to_numpy,
-    torch_kernel_shape,
-    torch_name,
-    unflatten,
+from se_flax.convert.naming import flatten, unflatten
+from se_flax.convert.state import (
+    check_variables,
+    fill_template,
+    rename_keys,
     variables_to_state_dict,
 )
-
-COLLECTIONS = ("params", "batch_stats")
-STEM_KERNEL = {7: "imagenet", 3: "cifar"}
-
-
-def _options_key(kwargs: Mapping[str, Any]) -> str | None:
-    try:
-        return json.dumps(kwargs, sort_keys=True)
-    except TypeError:
-        return None
-
-
-@functools.lru_cache(maxsize=32)
-def _cached_template(name: str, options: str) -> dict[str, Any]:
-    return _build_template(name, json.loads(options))
-
-
-def _build_template(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    import jax
-    import jax.numpy as jnp
-
-    from se_flax.models import create_model
-
-    model = create_model(name, **kwargs)
-    x = jax.ShapeDtypeStruct(sample_input_shape(model), jnp.float32)
-    shapes = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x), x)
-    return {k: shapes[k] for k in COLLECTIONS if k in shapes}
-
-
-def sample_input_shape(model: Any, channels_last: bool = True) -> tuple[int, ...]:
-    """A batch-1 input every stem of a registered model (PyTorch or Flax) accepts.
-
-    Sides of the largest total stride (32), and `TIME_STRIDE` frames for video models; reads
-    only `model.model_name` and `model.in_chans`.
-    """
-    from se_flax.model_specs import NETWORK_STRIDE, TIME_STRIDE, input_shape
-
-    return input_shape(model.model_name, max(NETWORK_STRIDE.values()), frames=TIME_STRIDE,
-                       channels_last=channels_last, in_chans=model.in_chans)
-
-
-def model_template(name: str, **kwargs: Any) -> dict[str, Any]:
-    """`{"params", "batch_stats"}` of a registered model as `jax.ShapeDtypeStruct`s (no FLOPs)."""
-    from se_flax.model_specs import resolve_options
-
-    defaults = resolve_options(name)  # drop options given at their default: one cache entry
-    kwargs = {k: v for k, v in kwargs.items() if k not in defaults or defaults[k] != v}
-    key = _options_key(kwargs)
-    template = _cached_template(name, key) if key is not None else _build_template(name, kwargs)
-    return unflatten(flatten(template))  # fresh dicts: callers may edit them
-
-
-def init_variables(name: str, seed: int = 0, **kwargs: Any) -> dict[str, Any]:
-    """Freshly initialised `{"params", "batch_stats"}` of a registered model, as NumPy arrays."""
-    import jax
-    import jax.numpy as jnp
-
-    from se_flax.models import create_model
-
-    model = create_model(name, **kwargs)
-    x = jnp.zeros(sample_input_shape(model), jnp.float32)
-    variables = jax.jit(model.init)(jax.random.PRNGKey(seed), x)
-    return {k: jax.tree.map(np.asarray, variables[k]) for k in COLLECTIONS if k in variables}
-
-
-def torch_options(state_dict: Mapping[str, Any]) -> dict[str, Any]:
-    """`num_classes`, `in_chans` and `stem` read off a (SE-)ResNet/R3D state dict, where present.
-
-    `num_classes` from `fc.weight`; `in_chans` from the first conv (`conv1.weight` of image
-    ResNets, `stem.0.weight` of video ones); `stem` from the 2D `conv1` kernel (7: `imagenet`,
-    3: `cifar`).
-    """
-    options: dict[str, Any] = {}
-    fc = state_dict.get("fc.weight")
-    if fc is not None and len(fc.shape) == 2:
-        options["num_classes"] = int(fc.shape[0])
-    conv1, stem = state_dict.get("conv1.weight"), state_dict.get("stem.0.weight")
-    if conv1 is not None and len(conv1.shape) == 4:
-        options["in_chans"] = int(conv1.shape[1])
-        if conv1.shape[-1] in STEM_KERNEL:
-            options["stem"] = STEM_KERNEL[conv1.shape[-1]]
-    elif stem is not None and len(stem.shape) == 5:
-        options["in_chans"] = int(stem.shape[1])
-    return options
-
-
-def flax_options(variables: Mapping[str, Any]) -> dict[str, Any]:
-    """`torch_options` read off Flax variables (`fc`, `conv1` or `stem_0` kernels)."""
-    params = variables.get("params", {})
-
-    def kernel(module: str) -> Any:
-        node = params.get(module)
-        return node.get("kernel") if isinstance(node, Mapping) else None
-
-    shapes: dict[str, Any] = {}
-    for module, key in (("fc", "fc.weight"), ("conv1", "conv1.weight"),
-                        ("stem_0", "stem.0.weight")):
-        k = kernel(module)
-        if k is not None and len(k.shape) >= 2:
-            shapes[key] = np.empty(torch_kernel_shape(tuple(k.shape)), np.int8)
-    return torch_options(shapes)
+from se_flax.convert.templates import flax_options, init_variables, model_template, torch_options
+from se_flax.convert.tensors import to_numpy
+from se_flax.convert.unwrap import unwrap_state_dict
+from se_spec.models import resolve_options
+from se_spec.variables import COLLECTIONS, PARAMS
 
 
 def _resolve(model: Any, inferred: Mapping[str, Any], kwargs: dict[str, Any]
@@ -170,8 +68,6 @@ def _resolve(model: Any, inferred: Mapping[str, Any], kwargs: dict[str, Any]
     if not isinstance(model, str):
         raise TypeError(f"model must be a registered model name or a template of variables, "
                         f"got {type(model).__name__}")
-    from se_flax.model_specs import resolve_options
-
     options = {**inferred, **kwargs}
     defaults = resolve_options(model)
     notes = [f"{k}={v!r} (from the weights)" for k, v in inferred.items()
@@ -220,10 +116,10 @@ def torch_to_flax(state_dict: Mapping[str, Any], model: Any, *, layout: str = AU
     used = detect_layout(state) if check_layout(layout) == AUTO else layout
     inferred = torch_options(state) if isinstance(model, str) else {}
     label, template, option_notes = _resolve(model, inferred, model_kwargs)
-    variables, report = convert_torch_to_flax(
-        state, template, strict=False, renames=(*import_renames(used), *renames))
+    variables, report = fill_template(
+        rename_keys(state, (*import_renames(used), *renames)), template)
     report.layout, report.detected = used, layout == AUTO
-    report.notes = notes + option_notes + report.notes
+    report.notes = notes + option_notes
     context = f"converting a {used}-layout state dict into {label}"
     if report.problems and strict:
         raise ConversionError(report.problems, context, _hints(report, label))
@@ -244,42 +140,25 @@ def torch_to_flax(state_dict: Mapping[str, Any], model: Any, *, layout: str = AU
 
 
 def _select_collections(variables: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """`params`/`batch_stats` as NumPy arrays (converted once, here), plus a note on the rest."""
     if not isinstance(variables, Mapping) or not any(c in variables for c in COLLECTIONS):
         found = sorted(variables) if isinstance(variables, Mapping) else type(variables).__name__
         raise ConversionError([f"expected Flax variables (a 'params' and/or 'batch_stats' "
                                f"collection), got {found}"], "reading the Flax variables")
     ignored = sorted(str(k) for k in variables if k not in COLLECTIONS)
     notes = [f"ignored the collection(s) {', '.join(ignored)}"] if ignored else []
-    return {k: variables[k] for k in COLLECTIONS if k in variables}, notes
+    selected = {k: variables[k] for k in COLLECTIONS if k in variables}
+    return unflatten({p: to_numpy(v) for p, v in flatten(selected).items()}), notes
 
 
-def check_variables(variables: Mapping[str, Any], template: Mapping[str, Any]
-                    ) -> tuple[dict[tuple[str, ...], Any], ConversionReport]:
-    """Compare Flax variables with a template: `(matching leaves by path, report)`.
-
-    Problems name the Flax path and its PyTorch key, e.g. `missing variable
-    params/layer1_0/conv1/kernel (layer1.0.conv1.weight)`.
-    """
-    have = {p: to_numpy(v) for p, v in flatten(variables).items()}
-    want = flatten(template)
-    report = ConversionReport()
-    good: dict[tuple[str, ...], Any] = {}
-
-    def name(path: tuple[str, ...]) -> str:
-        leaf = FLAX_TO_TORCH_LEAF.get((path[0], path[-1]), path[-1])
-        return f"{'/'.join(path)} ({torch_name(path[1:-1])}.{leaf})".replace("(.", "(")
-
-    for path, target in want.items():
-        if path not in have:
-            report.mismatched.append(f"missing variable {name(path)}")
-        elif tuple(have[path].shape) != tuple(target.shape):
-            report.mismatched.append(f"shape mismatch for {name(path)}: expected "
-                                     f"{tuple(target.shape)}, got {tuple(have[path].shape)}")
-        else:
-            good[path] = have[path]
-            report.loaded.append("/".join(path))
-    report.mismatched += [f"unexpected variable {name(p)}" for p in have if p not in want]
-    return good, report
+def _validate(selected: dict[str, Any], notes: list[str], model: Any, strict: bool,
+              model_kwargs: dict[str, Any]) -> tuple[dict[str, Any], ConversionReport]:
+    label, template, option_notes = _resolve(model, flax_options(selected), model_kwargs)
+    good, report = check_variables(selected, template)
+    report.notes = notes + option_notes
+    if report.problems and strict:
+        raise ConversionError(report.problems, f"checking Flax variables of {label}")
+    return unflatten(good), report
 
 
 def validate_variables(variables: Mapping[str, Any], model: Any, *, strict: bool = True,
@@ -288,16 +167,10 @@ def validate_variables(variables: Mapping[str, Any], model: Any, *, strict: bool
 
     Strict by default (one `ConversionError` listing every missing, unexpected and mis-shaped
     variable); `strict=False` drops what does not match and needs `return_report=True`. Other
-    collections than `params`/`batch_stats` are ignored (noted).
+    collections than `params`/`batch_stats` are ignored (noted). Leaves come back as NumPy.
     """
     _check_strictness(strict, return_report, "validate_variables")
-    selected, notes = _select_collections(variables)
-    label, template, option_notes = _resolve(model, flax_options(selected), model_kwargs)
-    good, report = check_variables(selected, template)
-    report.notes = notes + option_notes
-    if report.problems and strict:
-        raise ConversionError(report.problems, f"checking Flax variables of {label}")
-    result = unflatten(good)
+    result, report = _validate(*_select_collections(variables), model, strict, model_kwargs)
     return (result, report) if return_report else result
 
 
@@ -310,13 +183,12 @@ def flax_to_torch(variables: Mapping[str, Any], model: Any = None, *, layout: st
     Returns the state dict, or `(state_dict, report)` with `return_report=True`.
     """
     _check_strictness(strict, return_report, "flax_to_torch")
+    selected, notes = _select_collections(variables)
     if model is not None:
-        selected, report = validate_variables(variables, model, strict=strict,
-                                              return_report=True, **model_kwargs)
+        selected, report = _validate(selected, notes, model, strict, model_kwargs)
     elif model_kwargs:
         raise TypeError(f"model options {sorted(model_kwargs)} need a model name")
     else:
-        selected, notes = _select_collections(variables)
         report = ConversionReport(notes=notes)
     state = variables_to_state_dict(selected)
     if check_layout(layout) == AUTO:
@@ -331,7 +203,7 @@ def flax_to_torch(variables: Mapping[str, Any], model: Any = None, *, layout: st
 def summarize(report: ConversionReport, variables: Mapping[str, Any]) -> dict[str, Any]:
     """Counts for a one-line summary: tensors, parameters, dtypes, layout, dropped keys."""
     flat = flatten(variables)
-    params = [v for p, v in flat.items() if p[0] == "params"]
+    params = [v for p, v in flat.items() if p[0] == PARAMS]
     dtypes = sorted({str(np.dtype(v.dtype)) for v in flat.values()})
     return {"tensors": len(flat), "parameters": int(sum(int(np.prod(v.shape)) for v in params)),
             "dtypes": dtypes, "layout": report.layout, "detected": report.detected,

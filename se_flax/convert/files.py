@@ -9,10 +9,10 @@
 PyTorch files are read with `torch.load(weights_only=True)`, after checking every entry of the
 zip archive (and every loaded tensor's bytes) against its CRC-32 — torch itself does not, so a
 flipped bit would load silently. A pickle that would import or call anything beyond tensors and
-plain containers (i.e. run code) is refused with an
-`UnsafeCheckpointError` naming the file. Wrapped state dicts (`{"state_dict": ...}`) and shared
-`module.` prefixes are unwrapped (see `se_flax.layouts`). Flax files may hold a training state:
-its `params` and `batch_stats` are taken and the rest is ignored (noted). dtypes are preserved,
+plain containers (i.e. run code) is refused with an `UnsafeCheckpointError` naming the file.
+Wrapped state dicts (`{"state_dict": ...}`) and shared `module.` prefixes are unwrapped (see
+`se_flax.convert.unwrap`). Flax files may hold a training state: its `params` and
+`batch_stats` are taken and the rest is ignored (noted). dtypes are preserved,
 bfloat16 included (NumPy arrays of `ml_dtypes.bfloat16`). torch is imported only inside the
 `.pth` functions, so this module, like all of `se_flax`, works without it.
 """
@@ -30,8 +30,10 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from se_flax.layouts import unwrap_state_dict
-from se_flax.mapping import flatten, to_numpy, unflatten
+from se_flax.convert.naming import flatten, unflatten
+from se_flax.convert.tensors import to_numpy
+from se_flax.convert.unwrap import unwrap_state_dict
+from se_spec.variables import COLLECTIONS, PARAMS
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 FORMATS = {".safetensors": "safetensors", ".msgpack": "msgpack",
@@ -63,16 +65,25 @@ def checkpoint_format(path: str | Path) -> str:
                           f"{', '.join(FORMATS)} or an Orbax directory")
 
 
-def read_state_dict(path: str | Path) -> tuple[dict[str, np.ndarray], list[str]]:
-    """A PyTorch state dict from `.safetensors` or `.pth`/`.pt`/`.bin`, plus notes."""
+def load_torch_checkpoint(path: str | Path) -> Any:
+    """What a `.safetensors` or `.pth`/`.pt`/`.bin` file holds, as stored (maybe wrapped).
+
+    Tensors come back as NumPy arrays (safetensors) or torch tensors (`.pth`); pass the result
+    to `torch_to_flax`, which unwraps it once, or use `read_state_dict`.
+    """
     kind = checkpoint_format(path)
     if not Path(path).is_file():
         raise CheckpointError(f"{path}: no such file")
     if kind == "safetensors":
-        return unwrap_state_dict(_read_safetensors(Path(path)))
+        return _read_safetensors(Path(path))
     if kind == "torch":
-        return unwrap_state_dict(_torch_load(Path(path)))
+        return _torch_load(Path(path))
     raise CheckpointError(f"{path}: a {kind} file holds Flax variables, not a PyTorch state dict")
+
+
+def read_state_dict(path: str | Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The PyTorch state dict in a weight file, unwrapped into NumPy arrays, plus notes."""
+    return unwrap_state_dict(load_torch_checkpoint(path))
 
 
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
@@ -223,9 +234,9 @@ def _find_variables(tree: Any, where: str) -> tuple[dict[str, Any], list[str]]:
     if isinstance(tree, Mapping):
         candidates += [(v, f"[{k!r}]") for k, v in tree.items() if isinstance(v, Mapping)]
     for node, key in candidates:
-        if isinstance(node, Mapping) and isinstance(node.get("params"), Mapping):
+        if isinstance(node, Mapping) and isinstance(node.get(PARAMS), Mapping):
             variables = {c: unflatten({p: to_numpy(v) for p, v in flatten(node[c]).items()})
-                         for c in ("params", "batch_stats") if c in node}
+                         for c in COLLECTIONS if c in node}
             ignored = sorted(str(k) for k in node if k not in variables)
             notes = [f"took {where}{key} params/batch_stats"
                      + (f" (ignored {', '.join(ignored)})" if ignored else "")] \
@@ -242,7 +253,7 @@ def write_variables(variables: Mapping[str, Any], path: str | Path,
     kind = checkpoint_format(path)
     tree = {c: unflatten({p: np.require(to_numpy(v), requirements="C")
                           for p, v in flatten(variables[c]).items()})
-            for c in ("params", "batch_stats") if c in variables}
+            for c in COLLECTIONS if c in variables}
     if kind == "msgpack":
         from flax import serialization
 

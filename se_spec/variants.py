@@ -1,8 +1,7 @@
-"""Framework-free definitions of the named attention variants (article and timm).
+"""The named attention variants (article and timm): one name, the same layer in every framework.
 
 Each entry is `(layer type, constructor options)`; `se_flax.variants` and
-`se_torch_ref.variants` turn them into `functools.partial`s of their own classes, so a name means
-the same layer in both frameworks. Pure Python: imports neither JAX nor PyTorch.
+`se_torch_ref.variants` turn them into `functools.partial`s of their own classes.
 """
 
 from __future__ import annotations

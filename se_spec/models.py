@@ -1,7 +1,7 @@
-"""Framework-free registry of the (SE-)ResNet family: names, depths, attention, options.
+"""The model registry: names, depths, attention, options, input shapes and input checks.
 
 `se_flax.create_model` and `se_torch_ref.create_model` both resolve names and validate keyword
-arguments here, so a name and its options mean the same network in both frameworks. Pure Python.
+arguments here, so a name and its options mean the same network in both frameworks.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from se_flax.spec import check_choice, check_positive_int, lookup
-from se_flax.variant_specs import VARIANT_SPECS
+from se_spec.validation import check_choice, check_positive_int, lookup
+from se_spec.variants import VARIANT_SPECS
 
 # Expansion of each residual block (He et al., "Deep Residual Learning", CVPR 2016).
 EXPANSION = {"basic": 1, "bottleneck": 4}
@@ -28,8 +28,8 @@ NETWORK_STRIDE = {stem: s * 8 for stem, s in STEM_STRIDE.items()}  # layers 2-4 
 # Video (R3D, torchvision `VideoResNet`): the stem keeps time, layers 2-4 halve it as well.
 TIME_STRIDE = 8
 NO_ATTENTION = "none"
-# Flax-only keyword arguments (numerics and distribution, not architecture).
-FLAX_ONLY_OPTIONS = ("dtype", "axis_name")
+# Flax-only keyword arguments (numerics, distribution and the compiled program, not architecture).
+FLAX_ONLY_OPTIONS = ("dtype", "axis_name", "impl")
 SHARED_OPTIONS = ("num_classes", "stem", "attn", "attn_kwargs", "zero_init_last_bn", "in_chans")
 
 
@@ -68,6 +68,11 @@ def _register() -> dict[str, ModelSpec]:
 
 
 MODEL_SPECS: dict[str, ModelSpec] = _register()
+
+
+def list_models() -> list[str]:
+    """Names of all registered models, in registration order."""
+    return list(MODEL_SPECS)
 
 
 def model_spec(name: str) -> ModelSpec:
@@ -135,3 +140,13 @@ def check_image(name: str, shape: tuple[int, ...], in_chans: int, channel_axis: 
         raise ValueError(f"{name}: input of size {tuple(spatial)} ({what}) is smaller than the "
                          f"total stride {tuple(strides)} of the {stem!r} stem; expected each "
                          f"side >= its stride")
+
+
+def sample_input_shape(name: str, in_chans: int = 3, channels_last: bool = True
+                       ) -> tuple[int, ...]:
+    """A batch-1 input that every stem of model `name` accepts.
+
+    Sides of the largest total stride (32), and `TIME_STRIDE` frames for video models.
+    """
+    return input_shape(name, max(NETWORK_STRIDE.values()), frames=TIME_STRIDE,
+                       channels_last=channels_last, in_chans=in_chans)

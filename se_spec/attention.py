@@ -1,18 +1,14 @@
-"""Framework-free specification of the attention layers' options.
+"""Options of the attention layers: choices, bottleneck widths, kernel sizes, input checks.
 
-Both `se_flax` (JAX) and `se_torch_ref` (PyTorch) resolve widths, kernel sizes and option names
-here, so the two implementations cannot drift apart. Pure Python: importing this module imports
-neither JAX nor PyTorch.
+`se_flax` and `se_torch_ref` both resolve their layers' options here, so the two implementations
+cannot drift apart.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
-from collections.abc import Mapping
-from typing import TypeVar
 
-T = TypeVar("T")
+from se_spec.validation import check_choice, check_positive_int
 
 ACTIVATIONS = ("relu", "relu6", "hard_swish", "silu", "gelu", "tanh")
 GATES = ("sigmoid", "hard_sigmoid")
@@ -32,21 +28,6 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None,
     if rounded < round_limit * value:
         rounded += divisor
     return rounded
-
-
-def check_choice(module: str, option: str, value: str, allowed: tuple[str, ...]) -> str:
-    """Return `value` if it is one of `allowed`, else raise a ValueError naming the option."""
-    if value not in allowed:
-        raise ValueError(f"{module}: {option}={value!r} is not supported; expected one of "
-                         f"{', '.join(repr(a) for a in allowed)}")
-    return value
-
-
-def check_positive_int(module: str, option: str, value: int) -> int:
-    """Return `value` if it is an int ≥ 1, else raise a ValueError naming the option."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{module}: {option}={value!r} is invalid; expected an integer >= 1")
-    return value
 
 
 def reduced_channels(module: str, channels: int, rd_ratio: float = 1 / 16,
@@ -116,12 +97,3 @@ def check_input(module: str, shape: tuple[int, ...], channels: int, channel_axis
     if shape[channel_axis] != channels:
         raise ValueError(f"{module}: input has {shape[channel_axis]} channels (shape "
                          f"{tuple(shape)}); the module was built for channels={channels}")
-
-
-def lookup(registry: Mapping[str, T], name: str, what: str) -> T:
-    """`registry[name]`, or a ValueError listing the close matches and every choice."""
-    if name in registry:
-        return registry[name]
-    close = difflib.get_close_matches(str(name), list(registry), n=3)
-    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-    raise ValueError(f"unknown {what} {name!r}{hint}; expected one of: {', '.join(registry)}")
