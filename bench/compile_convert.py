@@ -19,8 +19,8 @@ def main() -> None:
 
     import se_torch_ref.models as tm
     from se_flax import flax_to_torch, torch_to_flax
+    from se_flax.implementation import resolve_implementation
     from se_flax.models import create_model
-    from se_flax.xla_options import train_step_compiler_options
 
     for name in ("resnet50", "se_resnet50"):
         model = create_model(name, num_classes=10, stem="cifar")
@@ -39,7 +39,7 @@ def main() -> None:
 
         args = (variables["params"], variables["batch_stats"], tx.init(variables["params"]))
         t0 = time.perf_counter()
-        options = train_step_compiler_options() or None
+        options = resolve_implementation().compiler_options() or None
         lowered = jax.jit(step, compiler_options=options).lower(*args)
         t1 = time.perf_counter()
         lowered.compile()

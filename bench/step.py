@@ -1,24 +1,23 @@
 """Flax vs PyTorch, side by side: train step and inference throughput of one model.
 
 Both frameworks get the same model, batch, input and thread count. Each variant runs in its
-own process (`bench.workers`); steps are timed in turn (Flax, Flax with plain XLA
-convolutions, PyTorch eager, PyTorch channels_last, Flax, …) so machine noise hits all alike;
-figures are medians after warm-up; first calls (JAX compile, torch.compile) are reported apart.
-The ratio column is the median of per-round ratios (each variant's step over the first Flax
-variant's step of the same round), with its quartiles: the host's load drifts, and two steps of
-one round share it.
+own process (`bench.workers`); steps are timed in turn (Flax, Flax with plain XLA operations,
+PyTorch eager, PyTorch channels_last, Flax, …) so machine noise hits all alike; figures are
+medians after warm-up; first calls (JAX compile, torch.compile) are reported apart. The ratio
+column is the median of per-round ratios (each variant's step over the first Flax variant's
+step of the same round), with its quartiles: the host's load drifts, and two steps of one round
+share it.
+
+Flax variants are implementation choices (`se_flax.implementation`): `flax` is the library's
+default (`impl="auto"`: every CPU rewrite on CPU), `flax xla` plain XLA operations and XLA's
+own scheduler (`impl="xla"`, the program before the CPU work of bench/BENCHMARKS.md),
+`flax no-boundary` the default without the residual fusion boundary, `flax autodiff-bn` the
+default with BatchNorm gradients by autodiff and XLA's own scheduler.
 
 `--hugepages` starts every worker, of both frameworks, with `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`
 (glibc >= 2.35, transparent huge pages in `madvise` or `always` mode): large allocations get
 2 MiB pages, so the first touch of a fresh activation or temporary buffer costs one page fault
 per 2 MiB instead of per 4 KiB.
-
-`flax` is the library as shipped; `flax plain-conv` is the same model with every convolution
-left to `lax.conv_general_dilated` and JAX's autodiff (`SE_FLAX_PLAIN_CONV=1`), without the
-residual-stream fusion boundary (`SE_FLAX_FUSION_BOUNDARY=0`), with BatchNorm gradients by
-autodiff (`SE_FLAX_AUTODIFF_BN=1`) and XLA's own CPU scheduler (`SE_FLAX_CPU_SCHEDULER=xla`),
-i.e. the program before the CPU work described in bench/BENCHMARKS.md; `flax no-boundary` drops
-only the boundary; `flax autodiff-bn` drops the BatchNorm VJP and the memory-optimised scheduler.
 
     python bench/step.py --model se_resnet50 --batch 32 --size 32 --stem cifar --threads 2
 """
@@ -26,22 +25,25 @@ only the boundary; `flax autodiff-bn` drops the BatchNorm VJP and the memory-opt
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.steps import alternate_times, batch_arrays, paired_ratio  # noqa: E402
 from bench.workers import StepWorker, close_all  # noqa: E402
+from se_flax.implementation import IMPLEMENTATIONS  # noqa: E402
 
 HUGEPAGE_TUNABLE = "glibc.malloc.hugetlb=1"
-FLAX_VARIANTS = {
-    "flax": {},
-    "flax plain-conv": {"SE_FLAX_PLAIN_CONV": "1", "SE_FLAX_FUSION_BOUNDARY": "0",
-                        "SE_FLAX_AUTODIFF_BN": "1", "SE_FLAX_CPU_SCHEDULER": "xla"},
-    "flax no-boundary": {"SE_FLAX_FUSION_BOUNDARY": "0"},
-    "flax autodiff-bn": {"SE_FLAX_AUTODIFF_BN": "1", "SE_FLAX_CPU_SCHEDULER": "xla"},
+FLAX_VARIANTS: dict[str, Any] = {
+    "flax": "auto",
+    "flax xla": "xla",
+    "flax no-boundary": dataclasses.replace(IMPLEMENTATIONS["cpu"], fusion_boundary=False),
+    "flax autodiff-bn": dataclasses.replace(IMPLEMENTATIONS["cpu"], batchnorm_vjp=False,
+                                            memory_scheduler=False),
 }
 TORCH_VARIANTS = ("eager", "channels_last", "compile")
 
@@ -59,7 +61,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--modes", default="train,infer")
-    p.add_argument("--flax-variants", default="flax,flax plain-conv",
+    p.add_argument("--flax-variants", default="flax,flax xla",
                    help=f"comma list of {', '.join(FLAX_VARIANTS)}")
     p.add_argument("--torch-variants", default="eager,channels_last",
                    help=f"comma list of {', '.join(TORCH_VARIANTS)}")
@@ -95,7 +97,7 @@ def main() -> None:
     workers: dict[str, StepWorker] = {}
     try:
         for v in flax_names:
-            workers[v] = StepWorker("flax", args.model, x, y, args.dtype, env=FLAX_VARIANTS[v],
+            workers[v] = StepWorker("flax", args.model, x, y, args.dtype, FLAX_VARIANTS[v],
                                     threads=args.threads, label=v, **kw)
         for v in torch_names:
             workers[f"torch {v}"] = StepWorker("torch", args.model, x, y, args.dtype, v,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -25,16 +26,21 @@ def batch_arrays(batch: int, size: int, num_classes: int, frames: int | None = N
 
 
 def flax_steps(name: str, x: np.ndarray, y: np.ndarray, dtype: str = "float32",
-               **model_kwargs: object) -> dict[str, Step]:
-    """Compiled Flax `train` (SGD + momentum, buffers donated) and `infer` steps."""
+               impl: Any = "auto", **model_kwargs: object) -> dict[str, Step]:
+    """Compiled Flax `train` (SGD + momentum, buffers donated) and `infer` steps.
+
+    `impl` is the model's implementation choice (`se_flax.implementation`); the train step is
+    compiled with its XLA options, as the training program does.
+    """
     import jax
     import jax.numpy as jnp
     import optax
 
+    from se_flax.implementation import resolve_implementation
     from se_flax.models import create_model
-    from se_flax.xla_options import train_step_compiler_options
 
-    model = create_model(name, dtype=jnp.bfloat16 if dtype == "bfloat16" else None,
+    impl = resolve_implementation(impl)
+    model = create_model(name, dtype=jnp.bfloat16 if dtype == "bfloat16" else None, impl=impl,
                          **model_kwargs)
     xf = jax.device_put(jnp.asarray(np.moveaxis(x, 1, -1)))
     yf = jax.device_put(jnp.asarray(y))
@@ -54,7 +60,7 @@ def flax_steps(name: str, x: np.ndarray, y: np.ndarray, dtype: str = "float32",
         return (optax.apply_updates(params, updates), stats, opt), loss
 
     train_jit = jax.jit(train, donate_argnums=0,
-                        compiler_options=train_step_compiler_options() or None)
+                        compiler_options=impl.compiler_options() or None)
     infer_jit = jax.jit(lambda v: model.apply(v, xf, train=False))
     # The train step donates its state: give it its own copy so `infer` keeps `variables`.
     own = jax.tree.map(jnp.copy, variables)

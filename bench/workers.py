@@ -5,7 +5,7 @@ idle worker threads, allocator and caches meet the other's. Measured on the 2-co
 (bench/BENCHMARKS.md): the Flax step ran ~10% slower when a PyTorch step ran between its
 steps in the same process than with PyTorch idle. A `StepWorker` builds one framework's steps
 (`bench.steps.flax_steps` / `torch_steps`) in a fresh spawned process with its own environment
-(e.g. `SE_FLAX_PLAIN_CONV=1`, `XLA_FLAGS`); the parent sends "run" and waits, so the steps
+(e.g. `XLA_FLAGS`); the parent sends "run" and waits, so the steps
 still alternate A B A B … and only one process works at a time.
 """
 

@@ -14,19 +14,21 @@ from torch import nn
 
 import se_torch_ref
 import se_torch_ref.models as torch_models
-from parity_tests.harness import EVAL_TOL, channels_last, error, torch_state_dict
+from parity_tests.harness import channels_last, torch_state_dict
 from parity_tests.networks import randomize_
-from se_flax.convert import flax_to_torch, torch_to_flax
-from se_flax.convert_cli import main
-from se_flax.convert_io import (
+from se_flax.convert import (
     UnsafeCheckpointError,
+    flax_to_torch,
     read_state_dict,
     read_variables,
+    torch_to_flax,
     write_state_dict,
 )
+from se_flax.convert.cli import main
 from se_flax.folding import fold_batchnorm, folded_apply
 from se_flax.models import create_model
 from se_spec.models import MODEL_SPECS
+from se_spec.tolerances import EVAL_TOL, scaled_error
 
 
 def same_state(a, b):
@@ -49,7 +51,7 @@ def logits_error(name, variables, torch_model, x):
     with torch.no_grad():
         ref = torch_model.eval()(torch.from_numpy(x)).numpy()
     ours = np.asarray(flax_logits_fn(name)(variables, channels_last(x)))
-    return error(ours, ref)[1]
+    return scaled_error(ours, ref)[1]
 
 
 @pytest.fixture(scope="module")
@@ -210,14 +212,14 @@ def test_torch_folding_matches_unfolded_and_flax_folding(se_resnet50):
     xt = torch.from_numpy(x)
     with torch.no_grad():
         ref, got = model(xt).numpy(), folded(xt).numpy()
-    err_torch = error(got, ref)[1]
+    err_torch = scaled_error(got, ref)[1]
     # Flax: fold the converted weights; same numbers as torch's folding, same logits
     flax_model = create_model("se_resnet50")
     variables = torch_to_flax(torch_state_dict(model), "se_resnet50")
     flax_folded = fold_batchnorm(flax_model, variables)
     assert same_state(flax_to_torch(flax_folded), torch_state_dict(folded))
     ours = jax.jit(functools.partial(folded_apply, flax_model))(flax_folded, channels_last(x))
-    err_flax = error(np.asarray(ours), got)[1]
+    err_flax = scaled_error(np.asarray(ours), got)[1]
     print(f"se_resnet50 folded vs unfolded (torch) {err_torch:.2e}; "
           f"flax folded vs torch folded {err_flax:.2e}", file=sys.stderr)
     assert err_torch <= EVAL_TOL and err_flax <= EVAL_TOL

@@ -6,7 +6,8 @@ import torch
 
 import se_flax
 import se_torch_ref
-from parity_tests import EVAL_TOL, TRAIN_TOL, compare
+from parity_tests import compare
+from se_spec.tolerances import EVAL_TOL, TRAIN_TOL
 
 CHANNELS = 64
 # (id, variant, extra options) — every variant, then every option of each layer.

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import se_flax.models
 import se_torch_ref.models
-from se_flax.convert_io import CheckpointError, read_state_dict, write_state_dict
+from se_flax.convert import CheckpointError, read_state_dict, write_state_dict
 from se_spec.models import MODEL_SPECS
 
 REF = {"layer.weight": np.random.default_rng(0).standard_normal((32, 32)).astype(np.float32),

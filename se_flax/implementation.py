@@ -32,6 +32,7 @@ import jax
 from se_flax.layers.boundary import fusion_boundary
 from se_flax.layers.conv import conv_general_dilated
 from se_flax.layers.norm import BatchNorm
+from se_spec.models import IMPL_CHOICES
 
 ModuleDef = Any
 AUTO = "auto"
@@ -60,14 +61,14 @@ class Implementation:
         return dict(CPU_SCHEDULER_OPTION) if self.memory_scheduler and backend == "cpu" else {}
 
 
-IMPLEMENTATIONS: dict[str, Implementation] = {
+IMPLEMENTATIONS: dict[str, Implementation] = {  # every name of se_spec.models.IMPL_CHOICES
     "xla": Implementation(),
     "cpu": Implementation(pointwise_products=True, small_map_products=True,
                           fusion_boundary=True, batchnorm_vjp=True, memory_scheduler=True),
 }
 # What "auto" means on each backend; a backend not listed gets "xla".
 BACKEND_DEFAULTS = {"cpu": "cpu"}
-IMPL_CHOICES = (AUTO, *IMPLEMENTATIONS)
+assert IMPL_CHOICES == (AUTO, *IMPLEMENTATIONS)
 
 
 def resolve_implementation(impl: str | Implementation = AUTO,

@@ -30,6 +30,9 @@ TIME_STRIDE = 8
 NO_ATTENTION = "none"
 # Flax-only keyword arguments (numerics, distribution and the compiled program, not architecture).
 FLAX_ONLY_OPTIONS = ("dtype", "axis_name", "impl")
+# Named values of `impl` (`se_flax.implementation`): how a Flax model is compiled, never what it
+# computes. "auto" is "cpu" on the CPU backend and "xla" elsewhere.
+IMPL_CHOICES = ("auto", "xla", "cpu")
 SHARED_OPTIONS = ("num_classes", "stem", "attn", "attn_kwargs", "zero_init_last_bn", "in_chans")
 
 

@@ -1,9 +1,10 @@
-"""Training configuration: one flat dataclass, read from a TOML/JSON file plus CLI overrides.
+"""Training configuration: one dataclass, read from a TOML/JSON file plus command-line overrides.
 
-Every field is a command-line option (`--batch-size 256` or `--batch_size=256`); `--config FILE`
-loads a TOML or JSON file first, and options given on the command line override it. Values are
-validated before anything is compiled, so a bad configuration fails in milliseconds with a
-message that names the field.
+Every field is a command-line option (`--batch-size 256` or `--batch_size=256`) whose help text,
+choices and group are the field's metadata; `--config FILE` loads a TOML or JSON file first, and
+options given on the command line override it. `TrainConfig.validate` checks every value and
+resolves the model options (the registry, the stem of video models) once, before anything is
+compiled, so a bad configuration fails in milliseconds with a message that names the field.
 """
 
 from __future__ import annotations
@@ -17,80 +18,127 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from se_spec.models import (
+    FAMILY_STEMS,
+    IMPL_CHOICES,
+    MODEL_SPECS,
+    NO_ATTENTION,
+    model_spec,
+    resolve_options,
+)
+from se_spec.variants import VARIANT_SPECS
+
 PARALLEL = ("shard_map", "pmap")
 OPTIMIZERS = ("sgd", "adamw")
 DTYPES = ("float32", "bfloat16", "float16")
+IMAGE_STEMS = FAMILY_STEMS["resnet2d"]
+IMAGE_STEM_DEFAULT = "cifar"  # the training program's default: small images (digits, CIFAR)
 
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field and what is expected."""
 
 
+def option(default: Any, help: str, group: str, choices: tuple[Any, ...] | None = None,
+           default_text: str | None = None, metavar: str | None = None) -> Any:
+    """A config field with its command-line help, group, allowed values and default's meaning."""
+    metadata = {"help": help, "group": group, "choices": choices, "default_text": default_text,
+                "metavar": metavar}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclass
 class TrainConfig:
     """Everything a run needs. The defaults train SE-ResNet-18 on scikit-learn's digits."""
 
-    # Data: "digits" (embedded), "folder:/path" (class per sub-folder) or a TFDS name.
-    dataset: str = "digits"
-    data_dir: str | None = None  # TFDS data_dir (default: TFDS's own, ~/tensorflow_datasets)
-    train_split: str = "train"
-    eval_split: str = "test"
-    image_size: int | None = None  # resize folder images / video frames to this square size
-    frames: int = 16  # video datasets: frames per clip (video models need >= 8)
-    frame_stride: int = 2  # video datasets: take every `frame_stride`-th frame
-    eval_fraction: float = 0.2  # held-out share for sources without a test split
-    # Model.
-    model: str = "se_resnet18"
-    stem: str = "cifar"  # image models; video models (r3d_*) always use their "r3d" stem
-    attn: str | None = None  # override the model's attention variant
-    zero_init_last_bn: bool = False
-    dtype: str = "float32"  # compute dtype; parameters are always float32
-    # Optimisation.
-    optimizer: str = "sgd"
-    lr: float = 0.1  # peak learning rate (after warm-up)
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4  # not applied to BatchNorm parameters and biases
-    adam_b1: float = 0.9
-    adam_b2: float = 0.999
-    warmup_epochs: float = 1.0
-    epochs: int = 6
-    batch_size: int = 64  # global batch, over all devices and processes
-    label_smoothing: float = 0.1
-    # Augmentation, done on the device inside the compiled step.
-    crop_padding: int = 1  # pad-p random crop (CIFAR uses 4)
-    flip: bool = False  # random horizontal flip (not for digits)
-    mean: list[float] | None = None  # per-channel; None: measured on the training set
-    std: list[float] | None = None
-    # Parallelism.
-    parallel: str = "shard_map"
-    coordinator_address: str | None = None  # multi-host: jax.distributed.initialize
-    num_processes: int | None = None
-    process_id: int | None = None
-    # Run.
-    seed: int = 0
-    output_dir: str = "runs/default"
-    resume: bool = False
-    log_every: int = 10
-    checkpoint_every: int = 100  # steps; the last step is always saved
-    keep_checkpoints: int = 3
-    max_steps: int | None = None  # stop early (the schedule still spans all epochs)
-    export: bool = True  # PyTorch export, parity check and gate plot at the end
-    progress: bool = True
-    tensorboard: bool = True
+    dataset: str = option("digits", "'digits' (embedded, no download), a TFDS name (cifar10, "
+                          "ucf101, any image or video classification dataset) or folder:/path",
+                          "data")
+    data_dir: str | None = option(None, "TFDS data directory", "data",
+                                  default_text="TFDS's own, ~/tensorflow_datasets",
+                                  metavar="DIR")
+    train_split: str = option("train", "TFDS split to train on", "data")
+    eval_split: str = option("test", "TFDS split to evaluate on", "data")
+    image_size: int | None = option(None, "resize folder images / video frames to this square "
+                                    "size", "data", default_text="as stored")
+    frames: int = option(16, "video datasets: frames per clip (video models need >= 8)", "data")
+    frame_stride: int = option(2, "video datasets: take every N-th frame", "data")
+    eval_fraction: float = option(0.2, "held-out share for sources without a test split",
+                                  "data")
+    model: str = option("se_resnet18", "registered model: " + ", ".join(MODEL_SPECS), "model",
+                        metavar="NAME")
+    stem: str | None = option(None, f"image models: {' or '.join(IMAGE_STEMS)}; video models: "
+                              "r3d", "model", (*IMAGE_STEMS, "r3d"),
+                              default_text=f"{IMAGE_STEM_DEFAULT} for image models, r3d for "
+                              "video models")
+    attn: str | None = option(None, "attention variant replacing the model's own: "
+                              + ", ".join((NO_ATTENTION, *VARIANT_SPECS)), "model",
+                              default_text="the model's own", metavar="NAME")
+    zero_init_last_bn: bool = option(False, "zero the scale of each block's last BatchNorm",
+                                     "model")
+    dtype: str = option("float32", "compute dtype; parameters stay float32 (float16 adds "
+                        "dynamic loss scaling)", "model", DTYPES)
+    impl: str = option("auto", "how the model is compiled (same numbers): auto = cpu on the "
+                       "CPU backend, xla elsewhere; see se_flax.implementation", "model",
+                       IMPL_CHOICES)
+    optimizer: str = option("sgd", "sgd (momentum/Nesterov, PyTorch SGD semantics) or adamw",
+                            "optimisation", OPTIMIZERS)
+    lr: float = option(0.1, "peak learning rate, after the warm-up", "optimisation")
+    momentum: float = option(0.9, "SGD momentum", "optimisation")
+    nesterov: bool = option(True, "Nesterov momentum (SGD)", "optimisation")
+    weight_decay: float = option(5e-4, "weight decay, not on BatchNorm parameters or biases",
+                                 "optimisation")
+    adam_b1: float = option(0.9, "AdamW beta1", "optimisation")
+    adam_b2: float = option(0.999, "AdamW beta2", "optimisation")
+    warmup_epochs: float = option(1.0, "linear warm-up, then cosine decay to zero",
+                                  "optimisation")
+    epochs: int = option(6, "epochs the schedule spans", "optimisation")
+    batch_size: int = option(64, "global batch over all devices and processes",
+                             "optimisation")
+    label_smoothing: float = option(0.1, "label smoothing of the cross-entropy",
+                                    "optimisation")
+    crop_padding: int = option(1, "pad-N random crop on the device (CIFAR uses 4; 0: none)",
+                               "augmentation")
+    flip: bool = option(False, "random horizontal flip (not for digits)", "augmentation")
+    mean: list[float] | None = option(None, "per-channel input mean", "augmentation",
+                                      default_text="measured on the training set")
+    std: list[float] | None = option(None, "per-channel input std", "augmentation",
+                                     default_text="measured on the training set")
+    parallel: str = option("shard_map", "shard_map (jax.jit over jax.shard_map on a Mesh) or "
+                           "pmap; the same per-device step", "parallelism", PARALLEL)
+    coordinator_address: str | None = option(None, "multi-host: HOST:PORT of process 0 "
+                                             "(jax.distributed.initialize)", "parallelism")
+    num_processes: int | None = option(None, "multi-host: number of processes",
+                                       "parallelism")
+    process_id: int | None = option(None, "multi-host: this process's index", "parallelism")
+    seed: int = option(0, "initialisation, batch order and augmentation", "run")
+    output_dir: str = option("runs/default", "checkpoints, logs, export and plots", "run",
+                             metavar="DIR")
+    resume: bool = option(False, "continue from the newest checkpoint in output_dir", "run")
+    log_every: int = option(10, "steps between metric lines", "run")
+    checkpoint_every: int = option(100, "steps between checkpoints (the last step is always "
+                                   "saved; 0: only the last)", "run")
+    keep_checkpoints: int = option(3, "checkpoints kept", "run")
+    max_steps: int | None = option(None, "stop early (the schedule still spans all epochs)",
+                                   "run", default_text="all steps of all epochs")
+    export: bool = option(True, "PyTorch export, logits parity check and SE gate plot at the "
+                          "end", "run")
+    progress: bool = option(True, "progress bar", "run")
+    tensorboard: bool = option(True, "TensorBoard event files", "run")
 
     def validate(self) -> TrainConfig:
-        """Check ranges and choices; return self."""
+        """Check every value and resolve the model's stem; return self."""
         def need(cond: bool, name: str, expected: str) -> None:
             if not cond:
                 raise ConfigError(f"config: {name}={getattr(self, name)!r} is invalid; "
                                   f"expected {expected}")
 
-        choice = lambda name, allowed: need(  # noqa: E731
-            getattr(self, name) in allowed, name, "one of " + ", ".join(map(repr, allowed)))
-        choice("parallel", PARALLEL)
-        choice("optimizer", OPTIMIZERS)
-        choice("dtype", DTYPES)
+        for name in ("parallel", "optimizer", "dtype", "impl"):
+            allowed = FIELDS[name].metadata["choices"]
+            need(getattr(self, name) in allowed, name,
+                 "one of " + ", ".join(map(repr, allowed)))
         for name in ("batch_size", "epochs", "log_every", "keep_checkpoints", "frames",
                      "frame_stride"):
             need(_is_int(getattr(self, name)) and getattr(self, name) >= 1, name,
@@ -118,7 +166,34 @@ class TrainConfig:
         need(all(v is None for v in multi) or all(v is not None for v in multi),
              "coordinator_address", "coordinator_address, num_processes and process_id "
              "given together (or none of them)")
+        self._resolve_model()
         return self
+
+    def _resolve_model(self) -> None:
+        """Registry name, stem and attention checked; the stem resolved for the model family."""
+        try:
+            family = model_spec(self.model).family
+        except ValueError as e:
+            raise ConfigError(f"config: model={self.model!r} is invalid; {e}") from None
+        if self.stem is None:
+            self.stem = IMAGE_STEM_DEFAULT if family == "resnet2d" else FAMILY_STEMS[family][0]
+        try:
+            resolve_options(self.model, stem=self.stem, attn=self.attn,
+                            zero_init_last_bn=self.zero_init_last_bn)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"config: {e}") from None
+
+    def model_options(self, num_classes: int, in_chans: int) -> dict[str, Any]:
+        """The `create_model` options both frameworks share, for a validated configuration."""
+        options = {"num_classes": num_classes, "stem": self.stem, "in_chans": in_chans,
+                   "zero_init_last_bn": self.zero_init_last_bn}
+        if self.attn is not None:
+            options["attn"] = self.attn
+        return options
+
+    def is_video_model(self) -> bool:
+        """Whether the model takes clips `(N, T, H, W, C)` (the `r3d` family)."""
+        return model_spec(self.model).family == "r3d"
 
 
 def _is_int(v: Any) -> bool:
@@ -128,9 +203,9 @@ def _is_int(v: Any) -> bool:
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
-def _base_type(annotation: Any) -> tuple[type, bool]:
+def base_type(name: str) -> tuple[type, bool]:
     """`(element type, is_list)` of a field annotation such as `int | None` or `list[float]`."""
-    hint = typing.get_type_hints(TrainConfig)[annotation]
+    hint = typing.get_type_hints(TrainConfig)[name]
     args = [a for a in typing.get_args(hint) if a is not type(None)] \
         if isinstance(hint, types.UnionType) else [hint]
     inner = args[0]
@@ -144,7 +219,7 @@ def parse_value(name: str, text: str) -> Any:
     if name not in FIELDS:
         raise ConfigError(f"config: unknown option {name!r}; expected one of "
                           f"{', '.join(FIELDS)}")
-    kind, is_list = _base_type(name)
+    kind, is_list = base_type(name)
     if text.lower() in ("none", "null") and name != "dataset":
         return None
     try:
@@ -170,7 +245,7 @@ def from_mapping(values: dict[str, Any], base: TrainConfig | None = None) -> Tra
         if name not in FIELDS:
             raise ConfigError(f"config: unknown option {key!r}; expected one of "
                               f"{', '.join(FIELDS)}")
-        kind, is_list = _base_type(name)
+        kind, is_list = base_type(name)
         ok = value is None or (isinstance(value, list) if is_list else
                                isinstance(value, kind) and not (kind is not bool and
                                                                 isinstance(value, bool))

@@ -25,25 +25,8 @@ import numpy as np
 
 from se_flax.convert import flax_to_torch
 from se_flax.models import create_model
-from se_spec.models import FAMILY_STEMS, model_spec
 from se_spec.tolerances import EVAL_TOL, scaled_error
 from train.augment import normalize
-
-
-def model_options(cfg: Any, num_classes: int, in_chans: int) -> dict[str, Any]:
-    """The `create_model` options shared by both frameworks.
-
-    Video models have one stem (`r3d`); the image default `stem="cifar"` means it for them.
-    """
-    stem = cfg.stem
-    family = model_spec(cfg.model).family
-    if family == "r3d" and stem == "cifar":
-        stem = FAMILY_STEMS[family][0]
-    options = {"num_classes": num_classes, "stem": stem, "in_chans": in_chans,
-               "zero_init_last_bn": cfg.zero_init_last_bn}
-    if cfg.attn is not None:
-        options["attn"] = cfg.attn
-    return options
 
 
 def export_torch(variables: dict[str, Any], path: str | Path) -> dict[str, np.ndarray]:
@@ -57,9 +40,10 @@ def export_torch(variables: dict[str, Any], path: str | Path) -> dict[str, np.nd
 
 
 def flax_eval(model_name: str, options: dict[str, Any], variables: dict[str, Any],
-              x: np.ndarray, *, intermediates: bool = False) -> tuple[np.ndarray, Any]:
+              x: np.ndarray, *, intermediates: bool = False,
+              impl: str = "auto") -> tuple[np.ndarray, Any]:
     """Eval-mode float32 logits (and the sown gates) of the Flax model on `x` (N[T]HWC)."""
-    model = create_model(model_name, **options)
+    model = create_model(model_name, **options, impl=impl)
 
     def run(v: dict[str, Any], x: jax.Array) -> tuple[jax.Array, Any]:
         if intermediates:
@@ -153,10 +137,11 @@ def export_all(cfg: Any, variables: dict[str, Any], images: np.ndarray, labels: 
     out = Path(out_dir)
     variables = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
     in_chans = int(images.shape[-1])
-    options = model_options(cfg, num_classes, in_chans)
+    options = cfg.model_options(num_classes, in_chans)
     x = np.asarray(normalize(jnp.asarray(images), mean, std), np.float32)
     result: dict[str, Any] = {}
-    logits, inter = flax_eval(cfg.model, options, variables, x, intermediates=True)
+    logits, inter = flax_eval(cfg.model, options, variables, x, intermediates=True,
+                              impl=cfg.impl)
     try:
         import torch  # noqa: F401
     except ImportError:

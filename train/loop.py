@@ -1,25 +1,23 @@
-"""The training loop: data → compiled step (pmap or shard_map) → metrics, checkpoints, export.
+"""The training program: `setup` → `loop` → `finish`, run by `run(cfg)` (or `train(cfg)`).
 
-`train(cfg)` runs one configuration end to end and returns a `RunResult`. Files written under
+`setup` opens the data, builds the model and the compiled steps, restores or initialises the
+state; `loop` runs the steps with evaluation at each epoch end and periodic checkpoints; `finish`
+exports to PyTorch, checks parity, plots the gates and writes the summary. Files under
 `cfg.output_dir` (process 0): `config.json`, `metrics.jsonl`, `tensorboard/`, `checkpoints/`
 (Orbax), `model.pth` (PyTorch export), `gates.png`, `summary.json`.
 
-Failure modes: a batch size that the devices do not divide raises before anything is compiled;
-a non-finite loss or gradient norm raises `NonFiniteLoss` naming the step and the quantity, and
-no checkpoint is written after it (metrics are checked before every save), so the newest
-checkpoint is the last good state. With float16, dynamic loss scaling skips the update of a step
-whose gradients overflowed; such steps are counted (`skipped_steps` in the metrics and
-`summary.json`) and reported, not fatal. An unknown model, stem or attention, or images smaller
-than the network's stride, raise `ConfigError` before anything is compiled. `--resume` restores
-the newest checkpoint that reads back and matches its digest, reporting (and setting aside) any
-newer corrupt ones.
+Failure modes: a batch size that the devices do not divide, a model that does not fit the data
+(video vs images, inputs smaller than the network's stride) or a bad option raise `ConfigError`
+before anything is compiled; a non-finite loss or gradient norm raises `NonFiniteLoss`
+(`train.monitor`) naming the step, and no checkpoint is written after it, so the newest
+checkpoint is the last good state. `--resume` restores the newest checkpoint that reads back and
+matches its digest, reporting (and setting aside) any newer corrupt ones.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,7 +30,7 @@ import numpy as np
 
 from se_flax.implementation import resolve_implementation
 from se_flax.models import create_model
-from se_spec.models import FAMILY_STEMS, check_image, model_spec, resolve_options
+from se_spec.models import check_image
 from train.checkpoint import Checkpointer
 from train.config import ConfigError, TrainConfig, to_dict
 from train.data import (
@@ -44,9 +42,10 @@ from train.data import (
     steps_per_epoch,
     train_batches,
 )
-from train.export import export_all, model_options
+from train.export import export_all
 from train.metrics import MetricLogger, Progress
-from train.parallel import check_batch_size, make_driver
+from train.monitor import StepMetrics
+from train.parallel import PmapDriver, ShardMapDriver, check_batch_size, make_driver
 from train.step import (
     AXIS,
     create_state,
@@ -62,43 +61,6 @@ EXPORT_CLIPS = 64  # the same for video clips (each is `frames` images)
 STATS_CLIPS = 256  # training clips sampled to measure mean/std of a video dataset
 
 
-class NonFiniteLoss(RuntimeError):
-    """The training loss (or the gradient norm) became NaN or infinite."""
-
-    def __init__(self, step: int, loss: float, last_checkpoint: int | None, directory: Path,
-                 what: str = "loss"):
-        self.step, self.loss, self.last_checkpoint, self.what = step, loss, last_checkpoint, what
-        kept = (f"the last good checkpoint is step {last_checkpoint} in {directory}"
-                if last_checkpoint is not None else "no checkpoint had been written yet")
-        super().__init__(f"{what} is {loss} at step {step}; stopped. {kept}. Lower lr, raise "
-                         "warmup_epochs or use float32, then resume with --resume")
-
-
-def check_finite(step: int, values: dict[str, float], last_checkpoint: int | None,
-                 directory: Path) -> bool:
-    """True if step `step` (1-based) was skipped by float16 loss scaling; raise on NaN/Inf.
-
-    A step that loss scaling skipped did not change the parameters, so its non-finite loss or
-    gradients are expected; otherwise a non-finite loss or gradient norm stops the run.
-    """
-    if values.get("skipped", 0.0) > 0:
-        return True
-    for key, what in (("loss", "loss"), ("grad_norm", "gradient norm")):
-        if key in values and not math.isfinite(values[key]):
-            raise NonFiniteLoss(step, values[key], last_checkpoint, directory, what)
-    return False
-
-
-def check_model(cfg: TrainConfig) -> None:
-    """Model name, stem and attention as a ConfigError, before any data is loaded."""
-    try:
-        stem = model_options(cfg, 1, 3)["stem"]  # video models: "cifar" means their "r3d"
-        resolve_options(cfg.model, stem=stem, attn=cfg.attn,
-                        zero_init_last_bn=cfg.zero_init_last_bn)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"config: {e}") from None
-
-
 @dataclass
 class RunResult:
     """What a run did."""
@@ -111,6 +73,32 @@ class RunResult:
     output_dir: Path
     export: dict[str, Any] = field(default_factory=dict)
     skipped_steps: int = 0  # float16 steps whose update loss scaling skipped
+
+
+@dataclass
+class RunContext:
+    """What `setup` prepares for `loop` and `finish`; `loop` advances `state` and `last_eval`."""
+
+    cfg: TrainConfig
+    dataset: Dataset
+    mean: list[float]
+    std: list[float]
+    steps_per_epoch: int
+    total: int  # steps of the whole schedule
+    start: int  # first step to run (after a resume)
+    end: int  # one past the last step to run
+    driver: ShardMapDriver | PmapDriver
+    state: Any  # on the devices
+    checkpoints: Checkpointer
+    metrics: StepMetrics
+    started: float
+    lead: bool  # process 0 writes the outputs
+    last_eval: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def out(self) -> Path:
+        """The output directory."""
+        return Path(self.cfg.output_dir)
 
 
 def init_distributed(cfg: TrainConfig) -> None:
@@ -135,13 +123,9 @@ def _mean_std(cfg: TrainConfig, dataset: Dataset) -> tuple[list[float], list[flo
     return [float(m) for m in mean], [float(s) for s in std]
 
 
-def check_model_input(cfg: TrainConfig, dataset: Dataset, options: dict[str, Any]) -> None:
-    """Video models need a video dataset and vice versa; clips must fit the network's stride."""
-    family = model_spec(cfg.model).family
-    video_model = family == "r3d"
-    if options["stem"] not in FAMILY_STEMS[family]:
-        raise ConfigError(f"config: stem={cfg.stem!r} is invalid for {cfg.model!r}; expected "
-                          f"one of {', '.join(map(repr, FAMILY_STEMS[family]))}")
+def check_model_input(cfg: TrainConfig, dataset: Dataset) -> None:
+    """Video models need a video dataset and vice versa; inputs must fit the network's stride."""
+    video_model = cfg.is_video_model()
     if video_model != dataset.is_video:
         if video_model:
             raise ConfigError(f"config: model {cfg.model!r} is a video model (input clips "
@@ -151,8 +135,7 @@ def check_model_input(cfg: TrainConfig, dataset: Dataset, options: dict[str, Any
                           f"{dataset.name!r} has video clips {dataset.image_shape}; expected "
                           "a video model such as se_r3d_18")
     try:
-        check_image(cfg.model, (1, *dataset.image_shape), options["in_chans"], -1,
-                    options["stem"])
+        check_image(cfg.model, (1, *dataset.image_shape), dataset.image_shape[-1], -1, cfg.stem)
     except ValueError as e:
         hint = " (set frames / image_size)" if dataset.is_video else " (set image_size)"
         raise ConfigError(f"config: {e}{hint}") from None
@@ -170,20 +153,16 @@ def evaluate(driver: Any, state: Any, dataset: Dataset, batch: int) -> dict[str,
             "examples": int(sums["count"])}
 
 
-def train(cfg: TrainConfig) -> RunResult:
-    """Run `cfg` to the end (or to `max_steps`) and return the final metrics."""
-    cfg = copy.deepcopy(cfg).validate()
-    check_model(cfg)
+def setup(cfg: TrainConfig) -> RunContext:
+    """Data, model, compiled steps and the initial (or restored) state of a validated `cfg`."""
     init_distributed(cfg)
-    t_start = time.time()
+    started = time.time()
     lead = jax.process_index() == 0
-    out = Path(cfg.output_dir)
     dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir, train_split=cfg.train_split,
                            eval_split=cfg.eval_split, image_size=cfg.image_size,
                            eval_fraction=cfg.eval_fraction, seed=cfg.seed,
                            frames=cfg.frames, frame_stride=cfg.frame_stride)
-    options = model_options(cfg, dataset.num_classes, dataset.image_shape[-1])
-    check_model_input(cfg, dataset, options)
+    check_model_input(cfg, dataset)
     try:
         check_batch_size(cfg.batch_size, jax.device_count(), jax.process_count())
     except ValueError as e:
@@ -196,7 +175,10 @@ def train(cfg: TrainConfig) -> RunResult:
     end = min(total, cfg.max_steps) if cfg.max_steps else total
     mean, std = _mean_std(cfg, dataset)
     dtype = DTYPES[cfg.dtype]
-    model = create_model(cfg.model, **options, dtype=dtype, axis_name=AXIS)
+    impl = resolve_implementation(cfg.impl)
+    model = create_model(cfg.model, **cfg.model_options(dataset.num_classes,
+                                                        dataset.image_shape[-1]),
+                         dtype=dtype, axis_name=AXIS, impl=impl)
     schedule = warmup_cosine(cfg.lr, round(cfg.warmup_epochs * spe), total)
     tx = make_optimizer(cfg.optimizer, schedule, momentum=cfg.momentum, nesterov=cfg.nesterov,
                         weight_decay=cfg.weight_decay, b1=cfg.adam_b1, b2=cfg.adam_b2)
@@ -205,17 +187,18 @@ def train(cfg: TrainConfig) -> RunResult:
         jax.random.key(cfg.seed)))
     state = jax.tree.map(np.array, state)  # own the memory: device buffers get donated
 
-    ckpt = Checkpointer(out / "checkpoints", cfg.keep_checkpoints)
-    if cfg.resume and ckpt.latest_step() is not None:
+    out = Path(cfg.output_dir)
+    checkpoints = Checkpointer(out / "checkpoints", cfg.keep_checkpoints)
+    if cfg.resume and checkpoints.latest_step() is not None:
         warn = (lambda m: print(f"se-train: {m}", file=sys.stderr, flush=True)) if lead \
             else (lambda m: None)
-        state, _, restored_step = ckpt.restore_newest_intact(state, warn)
+        state, _, restored_step = checkpoints.restore_newest_intact(state, warn)
         if lead:
-            print(f"resumed from {ckpt.directory}/{restored_step}")
-    elif ckpt.latest_step() is not None:
-        raise ConfigError(f"config: {ckpt.directory} already holds checkpoints (latest step "
-                          f"{ckpt.latest_step()}); pass --resume to continue that run or "
-                          "choose another output_dir")
+            print(f"resumed from {checkpoints.directory}/{restored_step}")
+    elif checkpoints.latest_step() is not None:
+        raise ConfigError(f"config: {checkpoints.directory} already holds checkpoints (latest "
+                          f"step {checkpoints.latest_step()}); pass --resume to continue that "
+                          "run or choose another output_dir")
     start = int(state.step)
     if lead:
         out.mkdir(parents=True, exist_ok=True)
@@ -228,102 +211,89 @@ def train(cfg: TrainConfig) -> RunResult:
     eval_step = make_eval_step(model, num_classes=dataset.num_classes, mean=mean, std=std,
                                dtype=dtype)
     driver = make_driver(cfg.parallel, train_step, eval_step,
-                         compiler_options=resolve_implementation().compiler_options())
-    dstate = driver.replicate(state)
-    logger = MetricLogger(out, enabled=lead, tensorboard=cfg.tensorboard)
+                         compiler_options=impl.compiler_options())
     progress = Progress(end, start, enabled=lead and cfg.progress)
+    metrics = StepMetrics(driver.metrics, MetricLogger(out, enabled=lead,
+                                                       tensorboard=cfg.tensorboard),
+                          progress, checkpoints, cfg.batch_size, cfg.dtype == "float16", lead)
     if lead:
         progress.write(f"{cfg.model} on {dataset.name} ({len(dataset.train)} train / "
                        f"{len(dataset.eval)} eval, {dataset.image_shape}), {jax.device_count()}"
                        f" device(s) via {driver.name}, batch {cfg.batch_size}, steps "
                        f"{start}→{end} of {total}")
+    return RunContext(cfg, dataset, mean, std, spe, total, start, end, driver,
+                      driver.replicate(state), checkpoints, metrics, started, lead)
 
-    pending: list[tuple[int, Any]] = []
-    last_eval: dict[str, float] = {}
-    last_train: dict[str, float] = {}
-    t_flush, n_flushed, n_skipped = time.time(), 0, 0
 
-    def flush(step_done: int) -> None:
-        nonlocal t_flush, n_flushed, last_train, n_skipped
-        if not pending:
-            return
-        rows = []
-        n = len(pending)
-        for step, m in pending:
-            values = driver.metrics(m)
-            try:
-                skipped = check_finite(step + 1, values, ckpt.latest_step(), ckpt.directory)
-            except NonFiniteLoss:
-                pending.clear()
-                raise
-            if skipped:
-                n_skipped += 1
-                if lead:
-                    progress.write(f"step {step + 1}: float16 gradients overflowed; update "
-                                   f"skipped, loss scale now {values.get('loss_scale')}")
-            else:
-                rows.append(values)
-        pending.clear()
-        now = time.time()
-        ips = n * cfg.batch_size / max(now - t_flush, 1e-9)
-        t_flush = now
-        if rows:
-            last_train = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-        extra = {"skipped_steps": n_skipped} if cfg.dtype == "float16" else {}
-        logger.log(step_done, "train", {**last_train, **extra, "images_per_sec": ips})
-        progress.update(n, loss=f"{last_train.get('loss', float('nan')):.4f}",
-                        img_s=f"{ips:.0f}")
-        n_flushed += n
-
-    batches = train_batches(dataset.train, start, end, cfg.batch_size, cfg.seed,
+def loop(run: RunContext) -> None:
+    """Train from `run.start` to `run.end`: evaluate at epoch ends, checkpoint periodically."""
+    cfg, driver, metrics = run.cfg, run.driver, run.metrics
+    batches = train_batches(run.dataset.train, run.start, run.end, cfg.batch_size, cfg.seed,
                             jax.process_index(), jax.process_count())
-    try:
-        for step, x, y in prefetch(batches, lambda b: (b[0], *driver.shard(b[1:]))):
-            dstate, m = driver.train_step(dstate, x, y)
-            pending.append((step, m))
-            done = step + 1
-            save = done == end or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
-            epoch_end = done % spe == 0 or done == end
-            if done % cfg.log_every == 0 or save or epoch_end:
-                flush(done)
-            if epoch_end:
-                last_eval = evaluate(driver, dstate, dataset, cfg.batch_size)
-                logger.log(done, "eval", {**last_eval, "epoch": done / spe})
-                progress.write(f"epoch {done / spe:.2f} step {done}: train loss "
-                               f"{last_train.get('loss', float('nan')):.4f}, eval loss "
-                               f"{last_eval['loss']:.4f}, eval accuracy "
-                               f"{last_eval['accuracy']:.4f}")
-                t_flush = time.time()  # do not count evaluation in images/sec
-            if save:
-                host = driver.unreplicate(dstate)
-                ckpt.save(done, host, {"step": done, "config": to_dict(cfg)})
-        flush(end)
-    finally:
-        progress.close()
-        logger.close()
+    for step, x, y in prefetch(batches, lambda b: (b[0], *driver.shard(b[1:]))):
+        run.state, m = driver.train_step(run.state, x, y)
+        metrics.add(step, m)
+        done = step + 1
+        save = done == run.end or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
+        epoch_end = done % run.steps_per_epoch == 0 or done == run.end
+        if done % cfg.log_every == 0 or save or epoch_end:
+            metrics.flush(done)  # checks for NaN/Inf before anything is saved
+        if epoch_end:
+            run.last_eval = evaluate(driver, run.state, run.dataset, cfg.batch_size)
+            metrics.logger.log(done, "eval", {**run.last_eval,
+                                              "epoch": done / run.steps_per_epoch})
+            metrics.progress.write(
+                f"epoch {done / run.steps_per_epoch:.2f} step {done}: train loss "
+                f"{metrics.last.get('loss', float('nan')):.4f}, eval loss "
+                f"{run.last_eval['loss']:.4f}, eval accuracy {run.last_eval['accuracy']:.4f}")
+            metrics.restart_clock()  # evaluation does not count in images/sec
+        if save:
+            run.checkpoints.save(done, driver.unreplicate(run.state),
+                                 {"step": done, "config": to_dict(cfg)})
+    metrics.flush(run.end)
 
-    state = driver.unreplicate(dstate)
-    result = RunResult(end, last_eval.get("accuracy"), last_eval.get("loss"),
-                       last_train.get("loss"), time.time() - t_start, out,
-                       skipped_steps=n_skipped)
+
+def finish(run: RunContext) -> RunResult:
+    """Export, parity check and gate plot (a complete run), summary; returns the result."""
+    cfg, lead, skipped = run.cfg, run.lead, run.metrics.skipped
+    state = run.driver.unreplicate(run.state)
+    result = RunResult(run.end, run.last_eval.get("accuracy"), run.last_eval.get("loss"),
+                       run.metrics.last.get("loss"), time.time() - run.started, run.out,
+                       skipped_steps=skipped)
     if lead and cfg.dtype == "float16":
-        print(f"float16 loss scaling skipped {n_skipped} of {end - start} steps (gradients "
-              "overflowed; those updates were not applied)")
-    if lead and cfg.export and end == total:
-        n = min(len(dataset.eval), EXPORT_CLIPS if dataset.is_video else EXPORT_EXAMPLES)
-        images, labels = dataset.eval.get(np.arange(n))
+        print(f"float16 loss scaling skipped {skipped} of {run.end - run.start} steps "
+              "(gradients overflowed; those updates were not applied)")
+    if lead and cfg.export and run.end == run.total:
+        n = min(len(run.dataset.eval),
+                EXPORT_CLIPS if run.dataset.is_video else EXPORT_EXAMPLES)
+        images, labels = run.dataset.eval.get(np.arange(n))
         result.export = export_all(cfg, {"params": state.params,
                                          "batch_stats": state.batch_stats},
-                                   images, labels, mean, std, dataset.num_classes, out)
-    ckpt.close()
+                                   images, labels, run.mean, run.std,
+                                   run.dataset.num_classes, run.out)
+    run.checkpoints.close()
     if lead:
-        summary = {"steps": result.steps, "total_steps": total, "eval": last_eval,
+        summary = {"steps": result.steps, "total_steps": run.total, "eval": run.last_eval,
                    "train_loss": result.train_loss, "seconds": round(result.seconds, 1),
-                   "devices": jax.device_count(), "parallel": driver.name,
-                   "skipped_steps": n_skipped,
-                   "export": result.export}
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+                   "devices": jax.device_count(), "parallel": run.driver.name,
+                   "skipped_steps": skipped, "export": result.export}
+        (run.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return result
+
+
+def run(cfg: TrainConfig) -> RunResult:
+    """Run a validated configuration to the end (or to `max_steps`)."""
+    prepared = setup(cfg)
+    try:
+        loop(prepared)
+    finally:
+        prepared.metrics.close()
+    return finish(prepared)
+
+
+def train(cfg: TrainConfig) -> RunResult:
+    """Validate (a copy of) `cfg`, then run it; returns the final metrics."""
+    return run(copy.deepcopy(cfg).validate())
 
 
 def final_params(output_dir: str | Path) -> dict[str, Any]:

@@ -13,8 +13,14 @@ import numpy as np
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from se_flax.convert import flax_to_torch, model_template, torch_to_flax
-from se_flax.mapping import ConversionError, flatten, unflatten
+from se_flax.convert import (
+    ConversionError,
+    flatten,
+    flax_to_torch,
+    model_template,
+    torch_to_flax,
+    unflatten,
+)
 
 CASES = {"timm": "se_resnet18", "article": "se_article_resnet18"}
 

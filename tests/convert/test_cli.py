@@ -8,17 +8,19 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from se_flax.convert import flax_to_torch, model_template
-from se_flax.convert_cli import main
-from se_flax.convert_io import (
+from se_flax.convert import (
     CheckpointError,
-    checkpoint_format,
+    flatten,
+    flax_to_torch,
+    model_template,
     read_state_dict,
     read_variables,
+    unflatten,
     write_state_dict,
     write_variables,
 )
-from se_flax.mapping import flatten, unflatten
+from se_flax.convert.cli import main
+from se_flax.convert.files import checkpoint_format
 
 NAME = "se_resnet18"
 
@@ -147,12 +149,12 @@ def test_refuses_to_overwrite_and_wrong_directions(checkpoint, tmp_path, capsys)
 
 def test_cli_module_runs_without_torch(checkpoint, tmp_path):
     src, _ = checkpoint
-    code = ("import sys; from se_flax.convert_cli import main; "
+    code = ("import sys; from se_flax.convert.cli import main; "
             f"rc = main([{str(src)!r}, {str(tmp_path / 'o.msgpack')!r}, '--model', {NAME!r}]); "
             "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"se-convert: {NAME} torch→flax: 134 tensors")
-    help_text = subprocess.run([sys.executable, "-m", "se_flax.convert_cli", "--help"],
+    help_text = subprocess.run([sys.executable, "-m", "se_flax.convert.cli", "--help"],
                                capture_output=True, text=True, check=True).stdout
     assert "--no-strict" in help_text and "--layout" in help_text

@@ -1,4 +1,5 @@
-"""Every bad option or input raises a ValueError naming the module, the option and what fits."""
+"""Every bad option or input raises the same ValueError in both frameworks, naming the module, the
+option and what fits."""
 
 import jax
 import jax.numpy as jnp

@@ -11,13 +11,13 @@ import train.loop
 from train.cli import config_from_args
 from train.config import FIELDS, ConfigError, TrainConfig
 from train.data import DatasetUnavailable
-from train.loop import NonFiniteLoss, check_finite
+from train.monitor import NonFiniteLoss, check_finite
 
 # one invalid command-line value per option, and the text the error must contain
 BAD = {
     "dataset": None, "data_dir": None, "train_split": None, "eval_split": None,  # checked
     "output_dir": None, "coordinator_address": None,  # by the run below, or free-form text
-    "model": None, "stem": None, "attn": None,  # resolved against the registry in train()
+    "model": "se_resnet19", "stem": "tiny", "attn": "sse", "impl": "fast",
     "image_size": "0", "eval_fraction": "1.5", "zero_init_last_bn": "perhaps",
     "dtype": "float8", "optimizer": "lamb", "lr": "0", "momentum": "1", "nesterov": "2",
     "weight_decay": "-1", "adam_b1": "x", "adam_b2": "y", "warmup_epochs": "-1", "epochs": "0",

@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from se_flax.convert_io import (
+from se_flax.convert import (
     CheckpointError,
     read_state_dict,
     read_variables,

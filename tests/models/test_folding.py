@@ -7,12 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from se_flax.convert import flax_to_torch, model_template
+from se_flax.convert import flatten, flax_to_torch, model_template, unflatten
 from se_flax.folding import find_conv_bn_pairs, fold_batchnorm, folded_apply
-from se_flax.mapping import flatten, unflatten
 from se_flax.models import create_model
-
-EVAL_TOL = 1e-5
+from se_spec.tolerances import EVAL_TOL
+from se_spec.tolerances import scaled_error as _scaled_error
 
 
 def trained_like_variables(name, seed=0, dtype=np.float32, **kwargs):
@@ -31,8 +30,7 @@ def trained_like_variables(name, seed=0, dtype=np.float32, **kwargs):
 
 
 def scaled_error(ours, ref):
-    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
-    return float(np.max(np.abs(ours - ref)) / max(1.0, np.max(np.abs(ref))))
+    return _scaled_error(ours, ref)[1]
 
 
 @pytest.mark.parametrize("name,pairs", [("se_resnet18", 20), ("cbam_resnet18", 28)])

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from se_flax.layers.boundary import BOUNDARY_ENV, fusion_boundary
+from se_flax.layers.boundary import fusion_boundary
 from se_flax.models.resnet import ResNet
 
 
@@ -45,18 +45,16 @@ def test_derivatives_are_the_identity():
     np.testing.assert_array_equal(tangent, w)
 
 
-def test_program_has_the_division_unless_turned_off(monkeypatch):
+def test_program_has_the_division_for_floats_only():
     x = jnp.ones((2, 4, 4, 8))
     assert "divide" in jax.jit(fusion_boundary).lower(x).as_text()
-    monkeypatch.setenv(BOUNDARY_ENV, "0")
-    assert "divide" not in jax.jit(lambda v: fusion_boundary(v)).lower(x).as_text()
     ints = jnp.ones((3,), jnp.int32)
-    monkeypatch.delenv(BOUNDARY_ENV)
-    assert "divide" not in jax.jit(lambda v: fusion_boundary(v)).lower(ints).as_text()
+    assert "divide" not in jax.jit(fusion_boundary).lower(ints).as_text()
 
 
-def _stage(blocks: int) -> tuple[ResNet, dict, jax.Array]:
-    model = ResNet(block="basic", layers=(blocks,), num_classes=3, stem="cifar")
+def _stage(blocks: int, boundary) -> tuple[ResNet, dict, jax.Array]:
+    model = ResNet(block="basic", layers=(blocks,), num_classes=3, stem="cifar",
+                   residual_boundary=boundary)
     x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 8, 8, 3)), jnp.float32)
     return model, model.init(jax.random.PRNGKey(0), x), x
 
@@ -77,15 +75,14 @@ def _widest_loop_fusion(compiled_text: str) -> int:
                for line in entry.splitlines() if "kind=kLoop" in line)
 
 
-@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the boundary is CPU-only")
-def test_stage_gradients_unchanged_and_blocks_not_recomputed(monkeypatch):
-    model, variables, x = _stage(6)
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the boundary is for XLA's CPU fusion")
+def test_stage_gradients_unchanged_and_blocks_not_recomputed():
+    model, variables, x = _stage(6, fusion_boundary)
     args = (variables["params"], variables["batch_stats"])
     with_boundary = _train_grad(model, x)
     widest_on = _widest_loop_fusion(with_boundary.lower(*args).compile().as_text())
     grads_on = with_boundary(*args)
-    monkeypatch.setenv(BOUNDARY_ENV, "0")
-    without = _train_grad(model, x)
+    without = _train_grad(model.clone(residual_boundary=None), x)
     widest_off = _widest_loop_fusion(without.lower(*args).compile().as_text())
     grads_off = without(*args)
     for a, b in zip(jax.tree.leaves(grads_on), jax.tree.leaves(grads_off), strict=True):

@@ -6,15 +6,8 @@ import numpy as np
 import pytest
 
 import se_flax
-from se_flax.mapping import (
-    ARTICLE_SE_RENAMES,
-    ConversionError,
-    convert_torch_to_flax,
-    flax_name,
-    flax_to_torch,
-    torch_name,
-    torch_to_flax,
-)
+from se_flax.convert import ConversionError, flax_name, flax_to_torch, torch_name, torch_to_flax
+from se_flax.convert.layouts import ARTICLE_SE_RENAMES
 
 
 def _variables(module, shape=(2, 5, 5, 64)):
@@ -101,12 +94,12 @@ def test_non_strict_reports_instead_of_raising():
     template = _variables(se_flax.SqueezeExcite(64))
     state = flax_to_torch(template)
     del state["fc1.bias"]
-    out, report = convert_torch_to_flax(state, template, strict=False)
+    out, report = torch_to_flax(state, template, strict=False, return_report=True)
     assert report.missing == ["fc1.bias"] and not report.unexpected
     np.testing.assert_array_equal(out["params"]["fc1"]["bias"], template["params"]["fc1"]["bias"])
 
 
 def test_num_batches_tracked_is_dropped_not_unexpected():
     template = _variables(se_flax.CBAM(64))
-    _, report = convert_torch_to_flax(flax_to_torch(template), template)
+    _, report = torch_to_flax(flax_to_torch(template), template, return_report=True)
     assert report.dropped == ["spatial.conv.bn.num_batches_tracked"]

@@ -6,9 +6,17 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from se_flax.convert import flax_to_torch, model_template, torch_to_flax, validate_variables
-from se_flax.layouts import detect_layout, unwrap_state_dict
-from se_flax.mapping import ConversionError, flatten, unflatten
+from se_flax.convert import (
+    ConversionError,
+    flatten,
+    flax_to_torch,
+    model_template,
+    torch_to_flax,
+    unflatten,
+    validate_variables,
+)
+from se_flax.convert.layouts import detect_layout
+from se_flax.convert.unwrap import unwrap_state_dict
 from se_spec.models import MODEL_SPECS, NO_ATTENTION
 
 
