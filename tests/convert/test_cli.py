@@ -155,6 +155,6 @@ def test_cli_module_runs_without_torch(checkpoint, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"se-convert: {NAME} torch→flax: 134 tensors")
-    help_text = subprocess.run([sys.executable, "-m", "se_flax.convert.cli", "--help"],
+    help_text = subprocess.run([sys.executable, "-m", "se_flax.convert", "--help"],
                                capture_output=True, text=True, check=True).stdout
     assert "--no-strict" in help_text and "--layout" in help_text

@@ -78,3 +78,29 @@ def test_batch_not_divisible_by_devices():
         check_batch_size(10, 4)
     with pytest.raises(ValueError, match="not divisible by the 3 processes"):
         check_batch_size(8, 4, 3)
+
+
+def test_help_describes_every_option_with_type_default_and_choices():
+    from train.cli import build_parser
+    from train.config import FIELDS
+
+    parser = build_parser()
+    actions = {a.dest: a for a in parser._actions}
+    for name in FIELDS:
+        text = actions[name].help
+        assert text and "default: " in text and not text.startswith("("), (name, text)
+    assert actions["parallel"].metavar == "{shard_map,pmap}"
+    assert "default: shard_map" in actions["parallel"].help
+    assert actions["impl"].metavar == "{auto,xla,cpu}"
+    assert "default: digits" in actions["dataset"].help
+    assert "(default: None)" not in parser.format_help()
+
+
+def test_video_models_resolve_their_own_stem_and_image_models_the_cifar_one():
+    assert TrainConfig(model="se_r3d_18").validate().stem == "r3d"
+    assert TrainConfig().validate().stem == "cifar"
+    with pytest.raises(ConfigError, match=r"stem='cifar' is not supported; expected one of 'r3d'"):
+        TrainConfig(model="se_r3d_18", stem="cifar").validate()
+    options = TrainConfig(model="se_r3d_18").validate().model_options(101, 3)
+    assert options == {"num_classes": 101, "stem": "r3d", "in_chans": 3,
+                       "zero_init_last_bn": False}
