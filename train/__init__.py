@@ -1,5 +1,7 @@
-"""Training program for SE-ResNets; run it with `python -m train` (or `se-train`).
+"""Training program for SE networks; run it with `python -m train` (or `se-train`).
 
-Config, input pipeline, per-device step, pmap/shard_map drivers, Orbax checkpoints, metrics,
-PyTorch export.
+Data flows one way: `cli` → `config` (validated once, model options resolved there) → `loop`
+(`setup` → `loop` → `finish`) with `data`, `augment`, `step`, `parallel`, `checkpoint`,
+`monitor` and `metrics` below it, and `export` (PyTorch export, parity check, gate plot) at the
+end.
 """

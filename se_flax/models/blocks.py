@@ -29,15 +29,15 @@ Boundary = Callable[[jax.Array], jax.Array] | None
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
-def conv(conv_def: ModuleDef, features: int, kernel: Sequence[int], stride: Sequence[int],
-         dtype: Any, name: str) -> nn.Module:
+def padded_conv(conv_def: ModuleDef, features: int, kernel: Sequence[int],
+                stride: Sequence[int], dtype: Any, name: str) -> nn.Module:
     """Bias-free convolution with PyTorch's symmetric padding `k // 2` per axis."""
-    return conv_def(features, tuple(kernel), tuple(stride), padding=[(k // 2, k // 2)
-                                                                     for k in kernel],
-                    use_bias=False, dtype=dtype, kernel_init=conv_init, name=name)
+    padding = [(k // 2, k // 2) for k in kernel]
+    return conv_def(features, tuple(kernel), tuple(stride), padding=padding, use_bias=False,
+                    dtype=dtype, kernel_init=conv_init, name=name)
 
 
-def batch_norm(norm_def: ModuleDef, name: str, train: bool, axis_name: str | None, dtype: Any,
+def norm_layer(norm_def: ModuleDef, name: str, train: bool, axis_name: str | None, dtype: Any,
                zero_scale: bool = False) -> nn.Module:
     """PyTorch-compatible BatchNorm; `zero_scale` for a block's last BN (`zero_init_last_bn`)."""
     return norm_def(use_running_average=not train, axis_name=axis_name, dtype=dtype, name=name,
@@ -75,11 +75,11 @@ class ResidualBlock(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Apply the block."""
         def bn(name: str, last: bool = False) -> nn.Module:
-            return batch_norm(self.norm, name, train, self.axis_name, self.dtype,
+            return norm_layer(self.norm, name, train, self.axis_name, self.dtype,
                               last and self.zero_init_last_bn)
 
         def cv(features: int, kernel: int, stride: int, name: str) -> nn.Module:
-            return conv(self.conv, features, (kernel, kernel), (stride, stride), self.dtype,
+            return padded_conv(self.conv, features, (kernel, kernel), (stride, stride), self.dtype,
                         name)
 
         out_ch = self.planes * (4 if self.bottleneck else 1)

@@ -21,9 +21,9 @@ from se_flax.models.blocks import (
     Boundary,
     ModuleDef,
     attention_factory,
-    batch_norm,
-    conv,
     global_pool,
+    norm_layer,
+    padded_conv,
 )
 from se_spec.models import NO_ATTENTION, check_image
 
@@ -46,19 +46,20 @@ class VideoBlock(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         """Apply the block to `(N, T, H, W, C)`."""
         def bn(name: str, last: bool = False) -> nn.Module:
-            return batch_norm(self.norm, name, train, self.axis_name, self.dtype,
+            return norm_layer(self.norm, name, train, self.axis_name, self.dtype,
                               last and self.zero_init_last_bn)
 
         s = (self.stride,) * 3
-        y = conv(self.conv, self.planes, (3, 3, 3), s, self.dtype, "conv1_0")(x)
+        y = padded_conv(self.conv, self.planes, (3, 3, 3), s, self.dtype, "conv1_0")(x)
         y = nn.relu(bn("conv1_1")(y))
-        y = conv(self.conv, self.planes, (3, 3, 3), (1, 1, 1), self.dtype, "conv2_0")(y)
+        y = padded_conv(self.conv, self.planes, (3, 3, 3), (1, 1, 1), self.dtype, "conv2_0")(y)
         y = bn("conv2_1", last=True)(y)
         if self.attn is not None:
             y = self.attn(channels=self.planes, dtype=self.dtype, name="se")(y, train=train)
         shortcut = x
         if self.downsample:
-            shortcut = conv(self.conv, self.planes, (1, 1, 1), s, self.dtype, "downsample_0")(x)
+            shortcut = padded_conv(self.conv, self.planes, (1, 1, 1), s, self.dtype,
+                                   "downsample_0")(x)
             shortcut = bn("downsample_1")(shortcut)
         out = nn.relu(y + shortcut.astype(y.dtype))
         return out if self.residual_boundary is None else self.residual_boundary(out)
@@ -88,8 +89,8 @@ class VideoResNet(nn.Module):
         check_image(self.model_name, x.shape, self.in_chans, -1, self.stem)
         attn = attention_factory(self.attn, self.attn_kwargs, self.axis_name, 3, self.norm)
         x = x.astype(self.dtype or x.dtype)
-        x = conv(self.conv, 64, (3, 7, 7), (1, 2, 2), self.dtype, "stem_0")(x)
-        x = nn.relu(batch_norm(self.norm, "stem_1", train, self.axis_name, self.dtype)(x))
+        x = padded_conv(self.conv, 64, (3, 7, 7), (1, 2, 2), self.dtype, "stem_0")(x)
+        x = nn.relu(norm_layer(self.norm, "stem_1", train, self.axis_name, self.dtype)(x))
         in_ch = 64
         for stage, blocks in enumerate(self.layers):
             planes = 64 * 2 ** stage

@@ -18,9 +18,9 @@ from se_flax.models.blocks import (
     ModuleDef,
     ResidualBlock,
     attention_factory,
-    batch_norm,
-    conv,
     global_pool,
+    norm_layer,
+    padded_conv,
 )
 from se_spec.models import NO_ATTENTION, check_image
 
@@ -50,8 +50,8 @@ class ResNet(nn.Module):
         attn = attention_factory(self.attn, self.attn_kwargs, self.axis_name, 2, self.norm)
         x = x.astype(self.dtype or x.dtype)
         k, s = (7, 2) if self.stem == "imagenet" else (3, 1)
-        x = conv(self.conv, 64, (k, k), (s, s), self.dtype, "conv1")(x)
-        x = batch_norm(self.norm, "bn1", train, self.axis_name, self.dtype)(x)
+        x = padded_conv(self.conv, 64, (k, k), (s, s), self.dtype, "conv1")(x)
+        x = norm_layer(self.norm, "bn1", train, self.axis_name, self.dtype)(x)
         x = nn.relu(x)
         if self.stem == "imagenet":
             x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
