@@ -27,6 +27,7 @@ from se_spec.models import (
     resolve_options,
 )
 from se_spec.variants import VARIANT_SPECS
+from train.transforms import CROPS
 
 PARALLEL = ("shard_map", "pmap")
 OPTIMIZERS = ("sgd", "adamw")
@@ -67,6 +68,9 @@ class TrainConfig:
     frame_stride: int = option(2, "video datasets: take every N-th frame", "data")
     eval_fraction: float = option(0.2, "held-out share for sources without a test split",
                                   "data")
+    workers: int | None = option(None, "input worker processes per host (0: threads of the "
+                                 "main process)", "data",
+                                 default_text="0 for in-memory data, else min(8, CPU cores)")
     model: str = option("se_resnet18", "registered model: " + ", ".join(MODEL_SPECS), "model",
                         metavar="NAME")
     stem: str | None = option(None, f"image models: {' or '.join(IMAGE_STEMS)}; video models: "
@@ -86,6 +90,9 @@ class TrainConfig:
     optimizer: str = option("sgd", "sgd (momentum/Nesterov, PyTorch SGD semantics) or adamw",
                             "optimisation", OPTIMIZERS)
     lr: float = option(0.1, "peak learning rate, after the warm-up", "optimisation")
+    lr_base_batch: int | None = option(None, "linear scaling: the peak rate is lr * batch_size "
+                                       "/ lr_base_batch", "optimisation",
+                                       default_text="lr as given")
     momentum: float = option(0.9, "SGD momentum", "optimisation")
     nesterov: bool = option(True, "Nesterov momentum (SGD)", "optimisation")
     weight_decay: float = option(5e-4, "weight decay, not on BatchNorm parameters or biases",
@@ -99,6 +106,13 @@ class TrainConfig:
                              "optimisation")
     label_smoothing: float = option(0.1, "label smoothing of the cross-entropy",
                                     "optimisation")
+    crop: str = option("resize", "host crop of images: resize (whole image to image_size) "
+                       "or random_resized (ImageNet: 8-100% area, ratio 3/4-4/3; evaluation "
+                       "resizes the shorter side to eval_resize, then centre-crops)",
+                       "augmentation", CROPS)
+    eval_resize: int | None = option(None, "random_resized: shorter side before the central "
+                                     "evaluation crop", "augmentation",
+                                     default_text="image_size * 256 / 224")
     crop_padding: int = option(1, "pad-N random crop on the device (CIFAR uses 4; 0: none)",
                                "augmentation")
     flip: bool = option(False, "random horizontal flip (not for digits)", "augmentation")
@@ -126,6 +140,8 @@ class TrainConfig:
     export: bool = option(True, "PyTorch export, logits parity check and SE gate plot at the "
                           "end", "run")
     progress: bool = option(True, "progress bar", "run")
+    profile_steps: str | None = option(None, "A:B writes a jax.profiler trace of steps A to "
+                                       "B-1 to output_dir/profile", "run", metavar="A:B")
     tensorboard: bool = option(True, "TensorBoard event files", "run")
 
     def validate(self) -> TrainConfig:
@@ -151,6 +167,20 @@ class TrainConfig:
         if self.image_size is not None:
             need(_is_int(self.image_size) and self.image_size >= 1, "image_size",
                  "an integer >= 1")
+        if self.workers is not None:
+            need(_is_int(self.workers) and self.workers >= 0, "workers", "an integer >= 0")
+        if self.lr_base_batch is not None:
+            need(_is_int(self.lr_base_batch) and self.lr_base_batch >= 1, "lr_base_batch",
+                 "an integer >= 1")
+        need(self.crop in CROPS, "crop", "one of " + ", ".join(map(repr, CROPS)))
+        need(self.crop != "random_resized" or self.image_size is not None, "crop",
+             "'resize' when image_size is not set (random_resized needs image_size)")
+        if self.eval_resize is not None:
+            need(_is_int(self.eval_resize) and self.eval_resize >= (self.image_size or 1),
+                 "eval_resize", "an integer >= image_size")
+        if self.profile_steps is not None:
+            need(_profile_range(self.profile_steps) is not None, "profile_steps",
+                 "A:B with integers 0 <= A < B")
         need(self.lr > 0, "lr", "a number > 0")
         need(self.weight_decay >= 0, "weight_decay", "a number >= 0")
         need(0 <= self.momentum < 1, "momentum", "a number in [0, 1)")
@@ -191,6 +221,16 @@ class TrainConfig:
             options["attn"] = self.attn
         return options
 
+    def peak_lr(self) -> float:
+        """The learning rate after the warm-up (scaled by the batch when lr_base_batch is set)."""
+        if self.lr_base_batch is None:
+            return self.lr
+        return self.lr * self.batch_size / self.lr_base_batch
+
+    def profile_range(self) -> tuple[int, int] | None:
+        """`(first, stop)` steps of the profiler trace, or None."""
+        return None if self.profile_steps is None else _profile_range(self.profile_steps)
+
     def is_video_model(self) -> bool:
         """Whether the model takes clips `(N, T, H, W, C)` (the `r3d` family)."""
         return model_spec(self.model).family == "r3d"
@@ -198,6 +238,15 @@ class TrainConfig:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _profile_range(text: str) -> tuple[int, int] | None:
+    """`"A:B"` → `(A, B)` when `0 <= A < B`, else None."""
+    parts = str(text).split(":")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        return None
+    first, stop = int(parts[0]), int(parts[1])
+    return (first, stop) if first < stop else None
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}

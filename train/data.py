@@ -16,16 +16,24 @@ the start frame of each training clip is a fixed function of `(seed, step, examp
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+from train.folder import (
+    EVAL_FOLDERS,
+    IMAGE_SUFFIXES,
+    MODE_SAMPLE,
+    FolderSource,
+    PathIndex,
+    class_folders,
+    first_shape,
+    folder_mode,
+    list_images,
+)
+from train.transforms import ImageTransform
 
 
 class DatasetUnavailable(RuntimeError):
@@ -33,12 +41,17 @@ class DatasetUnavailable(RuntimeError):
 
 
 class Source(Protocol):
-    """Random access to `(images uint8 (n, H, W, C), labels int32 (n,))`."""
+    """Random access to `(images uint8 (n, H, W, C), labels int32 (n,))`.
+
+    `step` is the training step asking (random crops and clip starts are drawn from
+    `(seed, step, index)`); `None` asks for the evaluation form.
+    """
 
     def __len__(self) -> int:
         """Number of examples."""
 
-    def get(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def get(self, indices: np.ndarray, step: int | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
         """The examples at `indices`."""
 
 
@@ -52,28 +65,43 @@ class ArraySource:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def get(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The examples at `indices`."""
+    def get(self, indices: np.ndarray, step: int | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+        """The examples at `indices` (stored images need no per-step transform)."""
         return self.images[indices], self.labels[indices]
 
 
 @dataclass
 class TFDSSource:
-    """A TFDS random-access data source; images are decoded on access."""
+    """A TFDS random-access data source; images are decoded (and transformed) on access."""
 
     source: Any
     image_key: str
     label_key: str
+    transform: ImageTransform = ImageTransform(None)
+    seed: int = 0
 
     def __len__(self) -> int:
         return len(self.source)
 
-    def get(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _image(self, item: dict[str, Any], index: int, step: int | None) -> np.ndarray:
+        from PIL import Image
+
+        image = np.asarray(item[self.image_key], np.uint8)
+        image = image[..., None] if image.ndim == 2 else image
+        if self.transform.size is None:
+            return image
+        rng = None if step is None else np.random.default_rng([self.seed, step, index])
+        pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+        out = self.transform(pil, rng)
+        return out[..., None] if out.ndim == 2 else out
+
+    def get(self, indices: np.ndarray, step: int | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
         """The examples at `indices`."""
         items = [self.source[int(i)] for i in indices]
-        images = np.stack([np.asarray(x[self.image_key], np.uint8) for x in items])
-        if images.ndim == 3:
-            images = images[..., None]
+        images = np.stack([self._image(x, int(i), step) for x, i in zip(items, indices,
+                                                                       strict=True)])
         return images, np.asarray([x[self.label_key] for x in items], np.int32)
 
 
@@ -155,15 +183,20 @@ class Dataset:
 def load_dataset(name: str, *, data_dir: str | None = None, train_split: str = "train",
                  eval_split: str = "test", image_size: int | None = None,
                  eval_fraction: float = 0.2, seed: int = 0, frames: int = 16,
-                 frame_stride: int = 2) -> Dataset:
-    """Open `digits`, `folder:/path` or a TFDS dataset (images or videos) by name."""
+                 frame_stride: int = 2, crop: str = "resize",
+                 eval_resize: int | None = None) -> Dataset:
+    """Open `digits`, `folder:/path` or a TFDS dataset (images or videos) by name.
+
+    `crop` and `eval_resize` choose the host transform of images (`train.transforms`).
+    """
     if name == "digits":
         return digits_dataset(eval_fraction, seed)
     if name.startswith("folder:"):
-        return folder_dataset(Path(name[len("folder:"):]), image_size, eval_fraction, seed)
+        return folder_dataset(Path(name[len("folder:"):]), image_size, eval_fraction, seed,
+                              crop, eval_resize)
     return tfds_dataset(name.removeprefix("tfds:"), data_dir, train_split, eval_split,
                         image_size=image_size, frames=frames, frame_stride=frame_stride,
-                        seed=seed)
+                        seed=seed, crop=crop, eval_resize=eval_resize)
 
 
 def _split(n: int, eval_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -193,80 +226,65 @@ def digits_dataset(eval_fraction: float = 0.2, seed: int = 0) -> Dataset:
                    ArraySource(images[ev], labels[ev]), 10, (8, 8, 1))
 
 
-def _class_dirs(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def _read_folder(root: Path, classes: list[str], size: tuple[int, int] | None,
-                 mode: str | None) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image
-
-    images, labels = [], []
-    for label, cls in enumerate(classes):
-        folder = root / cls
-        if not folder.is_dir():
-            continue
-        for f in sorted(folder.rglob("*")):
-            if f.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            with Image.open(f) as im:
-                im = im.convert(mode) if mode else im
-                if size is not None and im.size != (size[1], size[0]):
-                    im = im.resize((size[1], size[0]), Image.BILINEAR)
-                a = np.asarray(im, np.uint8)
-            images.append(a[..., None] if a.ndim == 2 else a)
-            labels.append(label)
-    if not images:
-        raise DatasetUnavailable(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {root}; "
-                                 "expected one sub-folder of images per class")
-    shapes = {a.shape for a in images}
-    if len(shapes) > 1:
-        raise DatasetUnavailable(f"images under {root} have different sizes {sorted(shapes)[:4]}"
-                                 "; set image_size to resize them to one square size")
-    return np.stack(images), np.asarray(labels, np.int32)
-
-
 def folder_dataset(root: Path, image_size: int | None = None, eval_fraction: float = 0.2,
-                   seed: int = 0) -> Dataset:
-    """Images in `root/<class>/*.png` (or `root/train/<class>/…` with `root/test|val/…`).
+                   seed: int = 0, crop: str = "resize", eval_resize: int | None = None
+                   ) -> Dataset:
+    """Images in `root/<class>/…` (or `root/train/<class>/…` with `root/val|test/…`), streamed.
 
-    Images are converted to RGB unless every image is greyscale (then 1 channel). Without a
-    test/val folder, a fixed `eval_fraction` of the images is held out for evaluation.
+    Only the paths are read here (`train.folder`); images are decoded and transformed when a
+    batch asks for them. Without a val/test folder a fixed `eval_fraction` is held out.
     """
     if not root.is_dir():
         raise DatasetUnavailable(f"image folder {root} does not exist; expected a folder with "
                                  "one sub-folder of images per class (folder:/path/to/images)")
-    size = (image_size, image_size) if image_size else None
-    eval_root = next((root / s for s in ("test", "val", "validation") if (root / s).is_dir()),
-                     None)
+    eval_root = next((root / s for s in EVAL_FOLDERS if (root / s).is_dir()), None)
     train_root = root / "train" if (root / "train").is_dir() and eval_root else root
-    classes = [p.name for p in _class_dirs(train_root)]
+    classes = class_folders(train_root)
     if not classes:
         raise DatasetUnavailable(f"image folder {train_root} has no class sub-folders; expected "
                                  "root/<class name>/<image files>")
-    mode = _folder_mode(train_root, classes)
-    images, labels = _read_folder(train_root, classes, size, mode)
+    paths, labels = list_images(train_root, classes)
+    if not paths:
+        raise DatasetUnavailable(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {train_root}; "
+                                 "expected one sub-folder of images per class")
+    transform = ImageTransform(image_size, crop, eval_resize)
+    mode = folder_mode(train_root, paths)
+    shape = first_shape(train_root, paths, mode, transform)
+    if image_size is None:
+        _check_sample_sizes(train_root, paths, shape)
+
+    def source(base: Path, chosen: list[str], chosen_labels: np.ndarray) -> FolderSource:
+        return FolderSource(str(base), PathIndex.from_paths(chosen), chosen_labels,
+                            tuple(classes), transform, mode, shape, seed)
+
     if eval_root is not None:
-        ev_images, ev_labels = _read_folder(eval_root, classes, images.shape[1:3], mode)
-        train, ev = ArraySource(images, labels), ArraySource(ev_images, ev_labels)
+        ev_paths, ev_labels = list_images(eval_root, classes)
+        if not ev_paths:
+            raise DatasetUnavailable(f"no images under {eval_root} in the training classes "
+                                     f"({', '.join(classes[:5])}, ...)")
+        train, ev = source(train_root, paths, labels), source(eval_root, ev_paths, ev_labels)
     else:
         tr, evi = _split(len(labels), eval_fraction, seed)
-        train = ArraySource(images[tr], labels[tr])
-        ev = ArraySource(images[evi], labels[evi])
-    return Dataset(f"folder:{root}", train, ev, len(classes), tuple(images.shape[1:]))
+        train = source(train_root, [paths[i] for i in tr], labels[tr])
+        ev = source(train_root, [paths[i] for i in evi], labels[evi])
+    return Dataset(f"folder:{root}", train, ev, len(classes), shape)
 
 
-def _folder_mode(root: Path, classes: list[str]) -> str:
-    """'L' when the images are all greyscale, else 'RGB'."""
+def _check_sample_sizes(root: Path, paths: list[str], shape: tuple[int, ...]) -> None:
+    """Without image_size every image must have one size: check a sample now, the rest on read."""
     from PIL import Image
 
-    for cls in classes:
-        for f in sorted((root / cls).rglob("*")):
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                with Image.open(f) as im:
-                    if im.mode not in ("L", "1", "I;16", "I"):
-                        return "RGB"
-    return "L"
+    picks = np.unique(np.linspace(0, len(paths) - 1, min(len(paths), MODE_SAMPLE)).astype(int))
+    sizes = set()
+    for i in picks:
+        try:
+            with Image.open(root / paths[i]) as im:
+                sizes.add((im.size[1], im.size[0]))
+        except Exception:  # reported with its path when read
+            continue
+    if len(sizes) > 1:
+        raise DatasetUnavailable(f"images under {root} have different sizes {sorted(sizes)[:4]}"
+                                 "; set image_size to resize them to one square size")
 
 
 def _prepare_hint(name: str, data_dir: str | None) -> str:
@@ -301,7 +319,8 @@ def _video_feature_without_tensorflow() -> None:
 
 def tfds_dataset(name: str, data_dir: str | None, train_split: str = "train",
                  eval_split: str = "test", *, image_size: int | None = None,
-                 frames: int = 16, frame_stride: int = 2, seed: int = 0) -> Dataset:
+                 frames: int = 16, frame_stride: int = 2, seed: int = 0,
+                 crop: str = "resize", eval_resize: int | None = None) -> Dataset:
     """A TFDS image- or video-classification dataset prepared as array_record (no download)."""
     try:
         import tensorflow_datasets as tfds
@@ -355,12 +374,15 @@ def tfds_dataset(name: str, data_dir: str | None, train_split: str = "train",
                                            image_size, seed) for src in sources)
         return Dataset(name, train_v, eval_v, num_classes, (frames, size, size, frame[2] or 3))
     shape = features[image_key].shape
-    train = TFDSSource(sources[0], image_key, label_key)
-    ev = TFDSSource(sources[1], image_key, label_key)
-    if any(d is None for d in shape):
-        shape = train.get(np.array([0]))[0].shape[1:]
-    shape = tuple(shape) if len(shape) == 3 else (*shape, 1)
-    return Dataset(name, train, ev, num_classes, shape)
+    transform = ImageTransform(image_size, crop, eval_resize)
+    if image_size is None and crop == "resize" and any(d is None for d in shape[:2]):
+        raise DatasetUnavailable(f"TFDS dataset {name!r} has images of varying size "
+                                 f"{shape}; set image_size to resize them to one square size")
+    train = TFDSSource(sources[0], image_key, label_key, transform, seed)
+    ev = TFDSSource(sources[1], image_key, label_key, transform, seed)
+    channels = shape[2] if len(shape) == 3 and shape[2] else 1 if len(shape) == 2 else 3
+    size = (image_size, image_size) if image_size else tuple(shape[:2])
+    return Dataset(name, train, ev, num_classes, (*size, channels))
 
 
 def channel_stats(source: Source, max_examples: int = 10_000, seed: int = 0
@@ -395,68 +417,3 @@ def batch_indices(step: int, n_train: int, global_batch: int, seed: int) -> np.n
     epoch, i = divmod(step, spe)
     perm = np.random.default_rng([seed, epoch]).permutation(n_train)
     return perm[i * global_batch:(i + 1) * global_batch]
-
-
-def train_batches(source: Source, start_step: int, end_step: int, global_batch: int, seed: int,
-                  process_index: int = 0, process_count: int = 1
-                  ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """`(step, images, labels)` of this process's slice of each global batch.
-
-    Video sources also get the step, which draws the start frame of each training clip.
-    """
-    local = global_batch // process_count
-    for step in range(start_step, end_step):
-        idx = batch_indices(step, len(source), global_batch, seed)
-        mine = idx[process_index * local:(process_index + 1) * local]
-        images, labels = source.get(mine, step=step) if isinstance(source, TFDSVideoSource) \
-            else source.get(mine)
-        yield step, images, labels
-
-
-def eval_batches(source: Source, global_batch: int, process_index: int = 0,
-                 process_count: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """`(images, labels, mask)` over the whole source in order; the last batch is zero-padded."""
-    n, local = len(source), global_batch // process_count
-    for start in range(0, n, global_batch):
-        idx = np.arange(start, start + global_batch)[process_index * local:
-                                                    (process_index + 1) * local]
-        valid = idx < n
-        images, labels = source.get(np.where(valid, idx, n - 1))
-        keep = valid.reshape(-1, *[1] * (images.ndim - 1))
-        images = np.where(keep, images, 0).astype(np.uint8)
-        yield images, np.where(valid, labels, 0).astype(np.int32), valid.astype(np.float32)
-
-
-def prefetch(it: Iterator[Any], put: Callable[[Any], Any], depth: int = 2) -> Iterator[Any]:
-    """Run `it` and `put` (host → device transfer) in a background thread, `depth` ahead."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def worker() -> None:
-        try:
-            for item in it:
-                if stop.is_set():
-                    return
-                q.put(put(item))
-            q.put(done)
-        except BaseException as e:  # surfaced in the consumer
-            q.put(e)
-
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a worker waiting on a full queue
-            try:
-                q.get(timeout=0.1)
-            except queue.Empty:
-                pass

@@ -33,19 +33,12 @@ from se_flax.models import create_model
 from se_spec.models import check_image
 from train.checkpoint import Checkpointer
 from train.config import ConfigError, TrainConfig, to_dict
-from train.data import (
-    Dataset,
-    channel_stats,
-    eval_batches,
-    load_dataset,
-    prefetch,
-    steps_per_epoch,
-    train_batches,
-)
+from train.data import Dataset, channel_stats, load_dataset, steps_per_epoch
 from train.export import export_all
 from train.metrics import MetricLogger, Progress
 from train.monitor import StepMetrics
 from train.parallel import PmapDriver, ShardMapDriver, check_batch_size, make_driver
+from train.pipeline import InputClock, default_workers, eval_batches, prefetch, train_batches
 from train.step import (
     AXIS,
     create_state,
@@ -91,6 +84,7 @@ class RunContext:
     state: Any  # on the devices
     checkpoints: Checkpointer
     metrics: StepMetrics
+    workers: int  # input worker processes of this host
     started: float
     lead: bool  # process 0 writes the outputs
     last_eval: dict[str, float] = field(default_factory=dict)
@@ -141,10 +135,11 @@ def check_model_input(cfg: TrainConfig, dataset: Dataset) -> None:
         raise ConfigError(f"config: {e}{hint}") from None
 
 
-def evaluate(driver: Any, state: Any, dataset: Dataset, batch: int) -> dict[str, float]:
+def evaluate(driver: Any, state: Any, dataset: Dataset, batch: int, workers: int = 0
+             ) -> dict[str, float]:
     """Loss and accuracy over the whole evaluation source."""
     sums = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
-    it = eval_batches(dataset.eval, batch, jax.process_index(), jax.process_count())
+    it = eval_batches(dataset.eval, batch, jax.process_index(), jax.process_count(), workers)
     for b in prefetch(it, driver.shard):
         for k, v in driver.metrics(driver.eval_step(state, *b)).items():
             sums[k] += v
@@ -161,8 +156,10 @@ def setup(cfg: TrainConfig) -> RunContext:
     dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir, train_split=cfg.train_split,
                            eval_split=cfg.eval_split, image_size=cfg.image_size,
                            eval_fraction=cfg.eval_fraction, seed=cfg.seed,
-                           frames=cfg.frames, frame_stride=cfg.frame_stride)
+                           frames=cfg.frames, frame_stride=cfg.frame_stride, crop=cfg.crop,
+                           eval_resize=cfg.eval_resize)
     check_model_input(cfg, dataset)
+    workers = default_workers(dataset.train) if cfg.workers is None else cfg.workers
     try:
         check_batch_size(cfg.batch_size, jax.device_count(), jax.process_count())
     except ValueError as e:
@@ -179,7 +176,7 @@ def setup(cfg: TrainConfig) -> RunContext:
     model = create_model(cfg.model, **cfg.model_options(dataset.num_classes,
                                                         dataset.image_shape[-1]),
                          dtype=dtype, axis_name=AXIS, impl=impl)
-    schedule = warmup_cosine(cfg.lr, round(cfg.warmup_epochs * spe), total)
+    schedule = warmup_cosine(cfg.peak_lr(), round(cfg.warmup_epochs * spe), total)
     tx = make_optimizer(cfg.optimizer, schedule, momentum=cfg.momentum, nesterov=cfg.nesterov,
                         weight_decay=cfg.weight_decay, b1=cfg.adam_b1, b2=cfg.adam_b2)
     state = jax.device_get(jax.jit(lambda k: create_state(
@@ -215,23 +212,47 @@ def setup(cfg: TrainConfig) -> RunContext:
     progress = Progress(end, start, enabled=lead and cfg.progress)
     metrics = StepMetrics(driver.metrics, MetricLogger(out, enabled=lead,
                                                        tensorboard=cfg.tensorboard),
-                          progress, checkpoints, cfg.batch_size, cfg.dtype == "float16", lead)
+                          progress, checkpoints, cfg.batch_size, cfg.dtype == "float16", lead,
+                          InputClock(workers))
     if lead:
         progress.write(f"{cfg.model} on {dataset.name} ({len(dataset.train)} train / "
                        f"{len(dataset.eval)} eval, {dataset.image_shape}), {jax.device_count()}"
                        f" device(s) via {driver.name}, batch {cfg.batch_size}, steps "
-                       f"{start}→{end} of {total}")
+                       f"{start}→{end} of {total}, {workers} input worker(s) per host")
     return RunContext(cfg, dataset, mean, std, spe, total, start, end, driver,
-                      driver.replicate(state), checkpoints, metrics, started, lead)
+                      driver.replicate(state), checkpoints, metrics, workers, started, lead)
 
 
 def loop(run: RunContext) -> None:
     """Train from `run.start` to `run.end`: evaluate at epoch ends, checkpoint periodically."""
     cfg, driver, metrics = run.cfg, run.driver, run.metrics
     batches = train_batches(run.dataset.train, run.start, run.end, cfg.batch_size, cfg.seed,
-                            jax.process_index(), jax.process_count())
-    for step, x, y in prefetch(batches, lambda b: (b[0], *driver.shard(b[1:]))):
+                            jax.process_index(), jax.process_count(), run.workers)
+    feed = prefetch(batches, lambda b: (b.step, *driver.shard((b.images, b.labels)),
+                                        len(b.labels), b.seconds))
+    profiler = Profiler(cfg.profile_range(), run.out / "profile", run.lead)
+    try:
+        _run_steps(run, feed, profiler)
+    finally:
+        feed.close()  # stops the input workers, also when a step raised
+    profiler.stop(run.state)
+    metrics.flush(run.end)
+
+
+def _run_steps(run: RunContext, feed: Any, profiler: Profiler) -> None:
+    """The step loop of `loop`: wait for input, step, log, evaluate, checkpoint."""
+    cfg, driver, metrics = run.cfg, run.driver, run.metrics
+    while True:
+        waited = time.perf_counter()
+        try:
+            step, x, y, n, seconds = next(feed)
+        except StopIteration:
+            break
+        metrics.input.waited(time.perf_counter() - waited)
+        metrics.input.made(n, seconds)
+        profiler.before(step)
         run.state, m = driver.train_step(run.state, x, y)
+        profiler.after(step, run.state)
         metrics.add(step, m)
         done = step + 1
         save = done == run.end or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
@@ -239,7 +260,8 @@ def loop(run: RunContext) -> None:
         if done % cfg.log_every == 0 or save or epoch_end:
             metrics.flush(done)  # checks for NaN/Inf before anything is saved
         if epoch_end:
-            run.last_eval = evaluate(driver, run.state, run.dataset, cfg.batch_size)
+            run.last_eval = evaluate(driver, run.state, run.dataset, cfg.batch_size,
+                                     run.workers)
             metrics.logger.log(done, "eval", {**run.last_eval,
                                               "epoch": done / run.steps_per_epoch})
             metrics.progress.write(
@@ -250,7 +272,35 @@ def loop(run: RunContext) -> None:
         if save:
             run.checkpoints.save(done, driver.unreplicate(run.state),
                                  {"step": done, "config": to_dict(cfg)})
-    metrics.flush(run.end)
+
+
+class Profiler:
+    """A `jax.profiler` trace of the steps `[first, stop)` (process 0 only), written to `path`."""
+
+    def __init__(self, steps: tuple[int, int] | None, path: Path, enabled: bool) -> None:
+        self.steps, self.path = (steps if enabled else None), path
+        self.active = False
+
+    def before(self, step: int) -> None:
+        """Start the trace when `step` is the first profiled step."""
+        if self.steps is not None and step == self.steps[0]:
+            self.path.mkdir(parents=True, exist_ok=True)
+            jax.profiler.start_trace(str(self.path))
+            self.active = True
+
+    def after(self, step: int, state: Any) -> None:
+        """Stop the trace once the last profiled step has run."""
+        if self.active and step + 1 >= self.steps[1]:
+            self.stop(state)
+
+    def stop(self, state: Any) -> None:
+        """Wait for the traced work, then write the trace (no-op when not tracing)."""
+        if self.active:
+            jax.block_until_ready(state)
+            jax.profiler.stop_trace()
+            self.active = False
+            print(f"profile of steps {self.steps[0]}:{self.steps[1]} written to {self.path} "
+                  "(open it with TensorBoard's profile plugin or Perfetto)", file=sys.stderr)
 
 
 def finish(run: RunContext) -> RunResult:

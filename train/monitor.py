@@ -17,6 +17,7 @@ import numpy as np
 
 from train.checkpoint import Checkpointer
 from train.metrics import MetricLogger, Progress
+from train.pipeline import InputClock
 
 
 class NonFiniteLoss(RuntimeError):
@@ -51,10 +52,11 @@ class StepMetrics:
 
     def __init__(self, read: Any, logger: MetricLogger, progress: Progress,
                  checkpoints: Checkpointer, batch_size: int, report_skipped: bool,
-                 lead: bool) -> None:
+                 lead: bool, input_clock: InputClock | None = None) -> None:
         self.read = read  # device metrics → {name: float} (the driver's `metrics`)
         self.logger, self.progress, self.checkpoints = logger, progress, checkpoints
         self.batch_size, self.report_skipped, self.lead = batch_size, report_skipped, lead
+        self.input = input_clock or InputClock(0)
         self.pending: list[tuple[int, Any]] = []
         self.last: dict[str, float] = {}
         self.skipped = 0
@@ -67,6 +69,7 @@ class StepMetrics:
     def restart_clock(self) -> None:
         """Start timing images/sec afresh (after an evaluation, which must not count)."""
         self._clock = time.time()
+        self.input.read(1.0)  # and the input wait with it
 
     def flush(self, step_done: int) -> None:
         """Read back, check and log every pending step; `step_done` is the last one + 1."""
@@ -85,14 +88,20 @@ class StepMetrics:
             else:
                 rows.append(values)
         now = time.time()
-        ips = len(pending) * self.batch_size / max(now - self._clock, 1e-9)
+        interval = max(now - self._clock, 1e-9)
+        ips = len(pending) * self.batch_size / interval
         self._clock = now
         if rows:
             self.last = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
         extra = {"skipped_steps": self.skipped} if self.report_skipped else {}
-        self.logger.log(step_done, "train", {**self.last, **extra, "images_per_sec": ips})
-        self.progress.update(len(pending), loss=f"{self.last.get('loss', float('nan')):.4f}",
-                             img_s=f"{ips:.0f}")
+        feed = self.input.read(interval)
+        self.logger.log(step_done, "train", {**self.last, **extra, "images_per_sec": ips,
+                                             **feed})
+        bar = {"loss": f"{self.last.get('loss', float('nan')):.4f}", "img_s": f"{ips:.0f}",
+               "wait": f"{100 * feed['input_wait_fraction']:.0f}%"}
+        if "input_images_per_sec" in feed:
+            bar["input_img_s"] = f"{feed['input_images_per_sec']:.0f}"
+        self.progress.update(len(pending), **bar)
 
     def close(self) -> None:
         """Close the progress bar and the logger."""

@@ -4,14 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from train.data import (
-    DatasetUnavailable,
-    batch_indices,
-    eval_batches,
-    load_dataset,
-    steps_per_epoch,
-    train_batches,
-)
+from train.data import DatasetUnavailable, batch_indices, load_dataset, steps_per_epoch
+from train.folder import ImageError
+from train.pipeline import eval_batches, train_batches
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
@@ -39,8 +34,8 @@ def test_batch_order_is_a_function_of_seed_and_step():
 
 def test_processes_take_disjoint_slices_of_the_global_batch():
     ds = load_dataset("digits")
-    whole = [y for _, _, y in train_batches(ds.train, 5, 7, 16, 0)]
-    parts = [[y for _, _, y in train_batches(ds.train, 5, 7, 16, 0, p, 2)] for p in range(2)]
+    whole = [b.labels for b in train_batches(ds.train, 5, 7, 16, 0)]
+    parts = [[b.labels for b in train_batches(ds.train, 5, 7, 16, 0, p, 2)] for p in range(2)]
     for s in range(2):
         np.testing.assert_array_equal(np.concatenate([parts[0][s], parts[1][s]]), whole[s])
 
@@ -87,6 +82,15 @@ def test_image_folder_errors(tmp_path):
     write_png(tmp_path / "mixed" / "b" / "0.png", np.zeros((5, 4, 3), np.uint8))
     with pytest.raises(DatasetUnavailable, match="set image_size"):
         load_dataset(f"folder:{tmp_path / 'mixed'}")
+    for i in range(2 * 64):  # sizes are checked on a sample at open time, the rest on read
+        write_png(tmp_path / "late" / "a" / f"{i:03d}.png", np.zeros((4, 4, 3), np.uint8))
+    write_png(tmp_path / "late" / "a" / "000x.png", np.zeros((6, 4, 3), np.uint8))
+    late = load_dataset(f"folder:{tmp_path / 'late'}", eval_fraction=0.5)
+    source = late.train if any(late.train.paths[i].endswith("000x.png")
+                               for i in range(len(late.train))) else late.eval
+    bad = [i for i in range(len(source)) if source.paths[i].endswith("000x.png")][0]
+    with pytest.raises(ImageError, match=r"000x\.png has shape \(6, 4, 3\).*set image_size"):
+        source.get(np.array([bad]))
 
 
 def test_tfds_cifar10_through_mock_data():
