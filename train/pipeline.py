@@ -123,13 +123,19 @@ def _iterate(fn: TrainBatch | EvalBatch, start: int, stop: int, workers: int,
             close()
 
 
+def _own(array: np.ndarray) -> np.ndarray:
+    """A private copy of a batch array, so the worker's shared-memory block is freed at once."""
+    return np.array(array, copy=True)
+
+
 def train_batches(source: Source, start_step: int, end_step: int, global_batch: int, seed: int,
                   process_index: int = 0, process_count: int = 1, workers: int = 0,
                   threads: int = 2) -> Iterator[HostBatch]:
     """The slice of each step's global batch (in `[start_step, end_step)`) for this process."""
     fn = TrainBatch(source, global_batch, seed, process_index, process_count)
     for b in _iterate(fn, start_step, end_step, workers, threads):
-        yield HostBatch(int(b["step"]), b["images"], b["labels"], float(b["seconds"]))
+        yield HostBatch(int(b["step"]), _own(b["images"]), _own(b["labels"]),
+                        float(b["seconds"]))
 
 
 def eval_batches(source: Source, global_batch: int, process_index: int = 0,
@@ -139,7 +145,7 @@ def eval_batches(source: Source, global_batch: int, process_index: int = 0,
     fn = EvalBatch(source, global_batch, process_index, process_count)
     count = -(-len(source) // global_batch)
     for b in _iterate(fn, 0, count, workers, threads):
-        yield b["images"], b["labels"], b["mask"]
+        yield _own(b["images"]), _own(b["labels"]), _own(b["mask"])
 
 
 class InputClock:

@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR = Path(tempfile.gettempdir()) / "se_flax_train_jax_cache"
 # A short run of the default model on the digits data: 1,438 images, batch 16.
@@ -50,3 +52,36 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def write_jpeg_folder(root: str | Path, classes: int = 4, per_class: int = 25,
+                      size: tuple[int, int] = (375, 500), jitter: float = 0.2,
+                      val_per_class: int = 0, seed: int = 0) -> Path:
+    """Write an ImageNet-like folder of JPEGs: `root/[train/]<class>/*.JPEG`, sizes varying.
+
+    Each image is `size` (H, W) scaled by up to `±jitter`, randomly portrait or landscape, with
+    smooth colour gradients plus noise (so it compresses and decodes like a photograph, not
+    like white noise). With `val_per_class > 0` the images go to `train/` and `val/`.
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    splits = {"train": per_class, "val": val_per_class} if val_per_class else {"": per_class}
+    for split, count in splits.items():
+        for c in range(classes):
+            folder = root / split / f"n{c:08d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                scale = 1 + rng.uniform(-jitter, jitter)
+                h, w = (round(size[0] * scale), round(size[1] * scale))
+                if rng.random() < 0.25:
+                    h, w = w, h
+                yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+                phase = rng.uniform(0, 6, 3)
+                image = np.stack([128 + 90 * np.sin(xx / (20 + 9 * k) + phase[k])
+                                  * np.cos(yy / (15 + 7 * k)) for k in range(3)], -1)
+                image += rng.normal(0, 12, image.shape)
+                Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(
+                    folder / f"{split or 'img'}_{c}_{i:05d}.JPEG", quality=90)
+    return root

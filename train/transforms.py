@@ -81,6 +81,27 @@ def to_array(image: Image.Image) -> np.ndarray:
     return a[..., None] if a.ndim == 2 else a
 
 
+def resized_crop(image: Image.Image, top: int, left: int, height: int, width: int,
+                 size: int) -> Image.Image:
+    """The box `(top, left, height, width)` of `image` resized to `size x size` (bilinear)."""
+    from PIL import Image
+
+    box = image.crop((left, top, left + width, top + height))
+    return box.resize((size, size), Image.BILINEAR)
+
+
+def resize_center_crop(image: Image.Image, short: int, size: int) -> Image.Image:
+    """Shorter side resized to `short` (aspect kept), then the central `size x size` crop."""
+    from PIL import Image
+
+    width, height = image.size
+    h, w = shorter_side_size(height, width, short)
+    if (h, w) != (height, width):
+        image = image.resize((w, h), Image.BILINEAR)
+    top, left = center_box(h, w, size)
+    return image.crop((left, top, left + size, top + size))
+
+
 @dataclass(frozen=True)
 class ImageTransform:
     """Decoded PIL image → uint8 `(size, size, C)`; `rng` given: training, else evaluation."""
@@ -114,13 +135,7 @@ class ImageTransform:
             if image.size != out:
                 image = image.resize(out, Image.BILINEAR)
             return to_array(image)
-        width, height = image.size
         if rng is not None:
-            top, left, h, w = sample_crop(rng, height, width)
-            image = image.crop((left, top, left + w, top + h)).resize(out, Image.BILINEAR)
-            return to_array(image)
-        h, w = shorter_side_size(height, width, self.resize_to)
-        if (h, w) != (height, width):
-            image = image.resize((w, h), Image.BILINEAR)
-        top, left = center_box(h, w, self.size)
-        return to_array(image.crop((left, top, left + self.size, top + self.size)))
+            width, height = image.size
+            return to_array(resized_crop(image, *sample_crop(rng, height, width), self.size))
+        return to_array(resize_center_crop(image, self.resize_to, self.size))

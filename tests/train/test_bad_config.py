@@ -25,7 +25,8 @@ BAD = {
     "mean": "a b", "std": "0", "parallel": "pjit", "num_processes": "two", "process_id": "one",
     "seed": "1.5", "resume": "sometimes", "log_every": "0", "checkpoint_every": "-5",
     "keep_checkpoints": "0", "max_steps": "0", "export": "nah", "progress": "2",
-    "tensorboard": "x", "frames": "0", "frame_stride": "0",
+    "tensorboard": "x", "frames": "0", "frame_stride": "0", "workers": "-1",
+    "crop": "centre", "eval_resize": "0", "lr_base_batch": "0", "profile_steps": "5:2",
 }
 
 

@@ -31,6 +31,29 @@ def test_shipped_cifar_configs_load():
         assert builtin_config(name).exists()
 
 
+def test_imagenet_recipe():
+    cfg = config_from_args(["--config", "imagenet", "--batch-size", "1024"])
+    assert (cfg.model, cfg.stem, cfg.crop, cfg.image_size, cfg.dtype) == \
+        ("se_resnet50", "imagenet", "random_resized", 224, "bfloat16")
+    assert (cfg.optimizer, cfg.momentum, cfg.nesterov, cfg.weight_decay) == \
+        ("sgd", 0.9, False, 1e-4)
+    assert (cfg.label_smoothing, cfg.epochs, cfg.zero_init_last_bn) == (0.1, 100, True)
+    assert cfg.peak_lr() == pytest.approx(0.4)  # 0.1 x 1024 / 256
+    assert cfg.crop_padding == 0 and cfg.flip
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--crop", "random_resized"], "random_resized needs image_size"),
+    (["--image-size", "64", "--eval-resize", "32"], "eval_resize=32"),
+    (["--profile-steps", "3"], "profile_steps='3'"),
+    (["--workers", "-2"], "workers=-2"),
+])
+def test_input_options_are_checked(argv, fragment):
+    with pytest.raises(ConfigError, match="config: ") as e:
+        config_from_args(argv)
+    assert fragment in str(e.value)
+
+
 @pytest.mark.parametrize("argv, fragment", [
     (["--parallel", "pjit"], "parallel='pjit'"),
     (["--optimizer", "lamb"], "optimizer='lamb'"),

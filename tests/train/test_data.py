@@ -101,6 +101,22 @@ def test_tfds_cifar10_through_mock_data():
     assert x.shape == (3, 32, 32, 3) and x.dtype == np.uint8 and y.dtype == np.int32
 
 
+def test_tfds_imagenet2012_of_varying_sizes_through_mock_data():
+    with tfds.testing.mock_data(num_examples=10):
+        ds = load_dataset("imagenet2012", eval_split="validation", image_size=32,
+                          crop="random_resized", seed=3)
+        sizes = {ds.train.source[i]["image"].shape for i in range(10)}
+        x, y = ds.train.get(np.arange(6), step=2)
+        again = ds.train.get(np.arange(6), step=2)[0]
+        other = ds.train.get(np.arange(6), step=3)[0]
+        ev = ds.eval.get(np.arange(4))[0]
+    assert len(sizes) > 1  # the mock images vary in size, as ImageNet's do
+    assert (ds.num_classes, ds.image_shape) == (1000, (32, 32, 3))
+    assert x.shape == (6, 32, 32, 3) and ev.shape == (4, 32, 32, 3) and y.dtype == np.int32
+    np.testing.assert_array_equal(x, again)
+    assert not np.array_equal(x, other)
+
+
 class TinyImages(tfds.core.GeneratorBasedBuilder):
     """A 3-class dataset prepared for real (array_record files) without TensorFlow."""
 

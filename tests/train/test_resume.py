@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from train.loop import final_params
-from train.testing import ROOT, TINY_ARGS, child_env, run_train, train_command
+from train.testing import (
+    ROOT,
+    TINY_ARGS,
+    child_env,
+    run_train,
+    train_command,
+    write_jpeg_folder,
+)
 
 ARGS = [*TINY_ARGS, "--max-steps", "40", "--checkpoint-every", "5", "--keep-checkpoints", "2"]
 
@@ -80,3 +87,36 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     assert f"last good checkpoint is step {bad_step - 1}" in msg
     params = flat(final_params(tmp_path))
     assert all(np.isfinite(v).all() for k, v in params.items() if k != "step")
+
+
+def test_streamed_jpeg_folder_with_workers_resumes_bit_identically(tmp_path):
+    """Random-resized crops decoded in a worker process: a killed and resumed run is exact."""
+    data = write_jpeg_folder(tmp_path / "jpegs", classes=3, per_class=12, size=(30, 40))
+    args = ["--dataset", f"folder:{data}", "--image-size", "16", "--crop", "random_resized",
+            "--workers", "1", "--batch-size", "8", "--epochs", "5", "--max-steps", "12",
+            "--checkpoint-every", "3", "--export", "false", "--tensorboard", "false",
+            "--progress", "false", "--log-every", "3"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    proc = run_train(*args, "--output-dir", str(straight))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "1 input worker(s) per host" in proc.stderr
+    logged = [json.loads(line) for line in (straight / "metrics.jsonl").open()]
+    train_rows = [r for r in logged if r["split"] == "train"]
+    assert all(r["input_wait_sec"] >= 0 and r["input_images_per_sec"] > 0 for r in train_rows)
+
+    child = subprocess.Popen(train_command(*args, "--output-dir", str(killed)), cwd=ROOT,
+                             env=child_env(1), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "checkpoints" / "6").exists():
+        assert child.poll() is None, "the run ended before it could be killed"
+        assert time.time() < deadline, "no checkpoint at step 6 within 300 s"
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    proc = run_train(*args, "--output-dir", str(killed), "--resume")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fa, fb = flat(final_params(straight)), flat(final_params(killed))
+    assert fa.keys() == fb.keys() and fa["step"] == 12
+    for key in fa:
+        np.testing.assert_array_equal(fa[key], fb[key], err_msg=key)
