@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"se-train: {e}", file=sys.stderr)
         return EXIT_CONFIG
     from train.data import DatasetUnavailable
+    from train.folder import ImageError
     from train.loop import run
     from train.monitor import NonFiniteLoss
 
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"se-train: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    except DatasetUnavailable as e:
+    except (DatasetUnavailable, ImageError) as e:
         print(f"se-train: {e}", file=sys.stderr)
         return EXIT_DATA
     except NonFiniteLoss as e:

@@ -2,14 +2,17 @@
 
 Sources: `digits` (scikit-learn's 8x8 handwritten digits, shipped inside the package: no
 network), `folder:/path` (one sub-folder per class, PNG/JPEG/..., optional `train/` and
-`test/`|`val/` splits) and any TensorFlow Datasets image-classification dataset by name, read
-through TFDS's random-access `data_source` (array_record files; TensorFlow is not needed).
+`test/`|`val/` splits; paths indexed, images decoded on access: `train.folder`) and any
+TensorFlow Datasets image-classification dataset by name, read through TFDS's random-access
+`data_source` (array_record files; TensorFlow is not needed). Images are cropped and resized on
+access by `train.transforms` (whole-image resize, or ImageNet's random-resized crop).
 TFDS video-classification datasets (a `video` feature `(T, H, W, C)` and a class label, e.g.
 `ucf101`) give clips of `frames` frames, `frame_stride` apart, resized on the host so the short
 side is `image_size` and centre-cropped to a square: uint8 `(n, frames, size, size, C)`.
 
-The host only decodes and batches uint8 images; augmentation and normalisation run on the device
-(`train.augment`). Order: the global batch of step `s` is a fixed function of `(seed, s)`, and
+The host only decodes, crops and batches uint8 images; the flip, the pad-and-crop and the
+normalisation run on the device (`train.augment`); `train.pipeline` runs the sources in workers.
+Order: the global batch of step `s` is a fixed function of `(seed, s)`, and
 each process takes its contiguous slice of it, so a resumed run sees exactly the same batches;
 the start frame of each training clip is a fixed function of `(seed, step, example index)` too.
 """
@@ -296,7 +299,7 @@ def _prepare_hint(name: str, data_dir: str | None) -> str:
             f"~/tensorflow_datasets). Reading needs no TensorFlow.")
 
 
-def _video_feature_without_tensorflow() -> None:
+def video_feature_without_tensorflow() -> None:
     """Let TFDS build `tfds.features.Video` when TensorFlow is not installed.
 
     TFDS 4.9's `Video.__init__` converts its dtype with `tf.dtypes.as_dtype` although decoding
@@ -327,7 +330,7 @@ def tfds_dataset(name: str, data_dir: str | None, train_split: str = "train",
     except ImportError:
         raise DatasetUnavailable(f"dataset {name!r} is read with tensorflow-datasets: pip "
                                  "install tensorflow-datasets (or the 'train' extra)") from None
-    _video_feature_without_tensorflow()
+    video_feature_without_tensorflow()
     try:
         import tensorflow_datasets.video  # noqa: F401  (registers ucf101 and other video sets)
     except ImportError:

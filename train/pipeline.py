@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from train.data import ArraySource, Source, batch_indices
+from train.data import ArraySource, Source, batch_indices, video_feature_without_tensorflow
 
 PREFETCH_PER_WORKER = 2  # batches each worker keeps ready
 MAX_AUTO_WORKERS = 8
@@ -98,6 +98,12 @@ def default_workers(source: Source) -> int:
     return max(1, min(MAX_AUTO_WORKERS, os.cpu_count() or 1))
 
 
+def prepare_worker(index: int, count: int) -> None:
+    """Run in each worker before the dataset is unpickled: what reading TFDS needs there."""
+    del index, count
+    video_feature_without_tensorflow()
+
+
 def _iterate(fn: TrainBatch | EvalBatch, start: int, stop: int, workers: int,
              threads: int) -> Iterator[dict[str, Any]]:
     """Grain iterator over `fn(start) … fn(stop - 1)` in order; closes its workers at the end."""
@@ -110,7 +116,8 @@ def _iterate(fn: TrainBatch | EvalBatch, start: int, stop: int, workers: int,
     if workers > 0:
         per_worker = grain.ReadOptions(num_threads=1, prefetch_buffer_size=1)
         it = iter(ds.to_iter_dataset(per_worker).mp_prefetch(grain.MultiprocessingOptions(
-            num_workers=workers, per_worker_buffer_size=PREFETCH_PER_WORKER)))
+            num_workers=workers, per_worker_buffer_size=PREFETCH_PER_WORKER),
+            worker_init_fn=prepare_worker))
     else:
         threads = max(threads, 1)
         it = iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=threads,

@@ -1,4 +1,5 @@
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,6 @@ def test_gpu_script_tiny_cpu_mode():
 
 
 def test_paired_ratio_compares_steps_of_the_same_round():
-    import sys
     sys.path.insert(0, str(ROOT))
     from bench.steps import paired_ratio
 
@@ -28,3 +28,14 @@ def test_paired_ratio_compares_steps_of_the_same_round():
     assert (q1, med, q3) == (2.0, 3.0, 4.0)
     with pytest.raises(ValueError, match="equally long, non-empty lists of times, got 2 and 3"):
         paired_ratio([1.0, 1.0], [1.0, 1.0, 1.0])
+
+
+def test_input_benchmark_prints_a_rate_per_worker(tmp_path):
+    proc = subprocess.run([sys.executable, "bench/input.py", "--images", "60", "--workers", "0",
+                           "--batch", "8", "--size", "32", "--repeats", "1", "--data",
+                           str(tmp_path / "jpegs")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = next(line for line in proc.stdout.splitlines() if line.strip().startswith("0 "))
+    assert float(row.split()[1]) > 0  # ours, images/s
+    assert "host cores for input" in proc.stdout and proc.stdout.startswith("writing 60 JPEGs")
