@@ -34,6 +34,7 @@ from train.data import ArraySource, Source, batch_indices, video_feature_without
 
 PREFETCH_PER_WORKER = 2  # batches each worker keeps ready
 MAX_AUTO_WORKERS = 8
+EVAL_BATCHES_PER_WORKER = 4
 
 
 class HostBatch(NamedTuple):
@@ -148,9 +149,14 @@ def train_batches(source: Source, start_step: int, end_step: int, global_batch: 
 def eval_batches(source: Source, global_batch: int, process_index: int = 0,
                  process_count: int = 1, workers: int = 0, threads: int = 2
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """`(images, labels, mask)` over the whole source in order; the last batch is zero-padded."""
+    """`(images, labels, mask)` over the whole source in order; the last batch is zero-padded.
+
+    Worker processes are started only for at least `EVAL_BATCHES_PER_WORKER` batches each;
+    a smaller evaluation set is read by threads (starting a worker takes seconds).
+    """
     fn = EvalBatch(source, global_batch, process_index, process_count)
     count = -(-len(source) // global_batch)
+    workers = min(workers, count // EVAL_BATCHES_PER_WORKER)
     for b in _iterate(fn, 0, count, workers, threads):
         yield _own(b["images"]), _own(b["labels"]), _own(b["mask"])
 
