@@ -99,10 +99,29 @@ def default_workers(source: Source) -> int:
     return max(1, min(MAX_AUTO_WORKERS, os.cpu_count() or 1))
 
 
-def prepare_worker(index: int, count: int) -> None:
-    """Run in each worker before the dataset is unpickled: what reading TFDS needs there."""
-    del index, count
-    video_feature_without_tensorflow()
+@dataclass(frozen=True)
+class WorkerInit:
+    """Run in each worker before the dataset is unpickled.
+
+    Prepares what reading TFDS needs there, and ends the worker when the trainer that started
+    it is gone: a trainer killed by a signal (preemption, `kill -9`) cannot stop its workers.
+    """
+
+    trainer_pid: int
+
+    def __call__(self, index: int, count: int) -> None:
+        """Set up worker `index` of `count`."""
+        del index, count
+        video_feature_without_tensorflow()
+        threading.Thread(target=_exit_with_trainer, args=(self.trainer_pid,), daemon=True,
+                         name="exit-with-trainer").start()
+
+
+def _exit_with_trainer(trainer_pid: int, period: float = 1.0) -> None:
+    """End this process once `trainer_pid` is no longer its parent (the trainer died)."""
+    while os.getppid() == trainer_pid:
+        time.sleep(period)
+    os._exit(1)
 
 
 def _iterate(fn: TrainBatch | EvalBatch, start: int, stop: int, workers: int,
@@ -118,7 +137,7 @@ def _iterate(fn: TrainBatch | EvalBatch, start: int, stop: int, workers: int,
         per_worker = grain.ReadOptions(num_threads=1, prefetch_buffer_size=1)
         it = iter(ds.to_iter_dataset(per_worker).mp_prefetch(grain.MultiprocessingOptions(
             num_workers=workers, per_worker_buffer_size=PREFETCH_PER_WORKER),
-            worker_init_fn=prepare_worker))
+            worker_init_fn=WorkerInit(os.getpid())))
     else:
         threads = max(threads, 1)
         it = iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=threads,

@@ -73,3 +73,46 @@ def test_input_clock_reports_wait_and_capacity():
     assert values["input_wait_fraction"] == pytest.approx(0.25)
     assert values["input_images_per_sec"] == pytest.approx(4 * 128 / 4.0)
     assert clock.read(1.0)["input_wait_sec"] == 0.0
+
+
+LOADER_FOREVER = """
+import sys
+from train.data import load_dataset
+from train.pipeline import train_batches
+if __name__ == "__main__":
+    ds = load_dataset("folder:" + sys.argv[1], image_size=16, crop="random_resized")
+    for b in train_batches(ds.train, 0, 10**6, 4, 0, workers=1):
+        print("batch", flush=True)
+"""
+
+
+def test_workers_end_when_the_trainer_is_killed(tmp_path):
+    """A trainer killed by SIGKILL (preemption) cannot stop its workers: they stop themselves."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from train.testing import ROOT, write_jpeg_folder
+
+    data = write_jpeg_folder(tmp_path / "jpegs", classes=2, per_class=6, size=(20, 30))
+    script = tmp_path / "loader.py"
+    script.write_text(LOADER_FOREVER)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    trainer = subprocess.Popen([sys.executable, str(script), str(data)], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, env=env, text=True)
+    assert trainer.stdout.readline().strip() == "batch"  # the worker is running
+    workers = [pid for pid in subprocess.run(["pgrep", "-P", str(trainer.pid)],
+                                             capture_output=True, text=True).stdout.split()
+               if "spawn_main" in open(f"/proc/{pid}/cmdline").read()]
+    assert workers, "no worker process found"
+    trainer.send_signal(signal.SIGKILL)
+    trainer.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(os.path.exists(f"/proc/{p}") for p in workers):
+        time.sleep(0.2)
+    alive = [p for p in workers if os.path.exists(f"/proc/{p}")]
+    for p in alive:
+        os.kill(int(p), signal.SIGKILL)
+    assert not alive, f"workers {alive} outlived their trainer"

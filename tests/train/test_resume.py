@@ -90,16 +90,18 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
 
 
 def test_streamed_jpeg_folder_with_workers_resumes_bit_identically(tmp_path):
-    """Random-resized crops decoded in a worker process: a killed and resumed run is exact."""
+    """Random-resized crops decoded in a worker process: a killed and resumed run is exact (the
+    uninterrupted run also writes a profiler trace, which must not change its numbers)."""
     data = write_jpeg_folder(tmp_path / "jpegs", classes=3, per_class=12, size=(30, 40))
     args = ["--dataset", f"folder:{data}", "--image-size", "16", "--crop", "random_resized",
             "--workers", "1", "--batch-size", "8", "--epochs", "5", "--max-steps", "12",
             "--checkpoint-every", "3", "--export", "false", "--tensorboard", "false",
             "--progress", "false", "--log-every", "3"]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    proc = run_train(*args, "--output-dir", str(straight))
+    proc = run_train(*args, "--output-dir", str(straight), "--profile-steps", "1:3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "1 input worker(s) per host" in proc.stderr
+    assert list((straight / "profile").rglob("*.xplane.pb")), "no profiler trace written"
     logged = [json.loads(line) for line in (straight / "metrics.jsonl").open()]
     train_rows = [r for r in logged if r["split"] == "train"]
     assert all(r["input_wait_sec"] >= 0 and r["input_images_per_sec"] > 0 for r in train_rows)
