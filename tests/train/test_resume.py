@@ -32,22 +32,27 @@ def flat(tree, prefix=""):
     return out
 
 
+def kill_at_checkpoint(args, output_dir, step):
+    """Start `python -m train ARGS`, SIGKILL it as soon as checkpoint `step` exists."""
+    child = subprocess.Popen(train_command(*args, "--output-dir", str(output_dir)), cwd=ROOT,
+                             env=child_env(1), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (output_dir / "checkpoints" / str(step)).exists():
+        assert child.poll() is None, "the run ended before it could be killed"
+        assert time.time() < deadline, f"no checkpoint at step {step} within 300 s"
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+
+
 def test_kill_and_resume_gives_identical_parameters(tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     proc = run_train(*ARGS, "--output-dir", str(straight))
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    child = subprocess.Popen(train_command(*ARGS, "--output-dir", str(killed)), cwd=ROOT,
-                             env=child_env(1), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (killed / "checkpoints" / "10").exists():
-        assert child.poll() is None, "the run ended before it could be killed"
-        assert time.time() < deadline, "no checkpoint at step 10 within 300 s"
-        time.sleep(0.02)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    assert child.returncode == -signal.SIGKILL
+    kill_at_checkpoint(ARGS, killed, 10)
     steps = sorted(int(p.name) for p in (killed / "checkpoints").iterdir() if p.name.isdigit())
     assert 40 not in steps, "the killed run had already finished"
 
@@ -106,16 +111,7 @@ def test_streamed_jpeg_folder_with_workers_resumes_bit_identically(tmp_path):
     train_rows = [r for r in logged if r["split"] == "train"]
     assert all(r["input_wait_sec"] >= 0 and r["input_images_per_sec"] > 0 for r in train_rows)
 
-    child = subprocess.Popen(train_command(*args, "--output-dir", str(killed)), cwd=ROOT,
-                             env=child_env(1), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (killed / "checkpoints" / "6").exists():
-        assert child.poll() is None, "the run ended before it could be killed"
-        assert time.time() < deadline, "no checkpoint at step 6 within 300 s"
-        time.sleep(0.02)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    kill_at_checkpoint(args, killed, 6)
     proc = run_train(*args, "--output-dir", str(killed), "--resume")
     assert proc.returncode == 0, proc.stderr[-3000:]
     fa, fb = flat(final_params(straight)), flat(final_params(killed))
