@@ -12,8 +12,9 @@ from se_flax.implementation import Implementation
 from se_flax.layers import CBAM, ECA, BatchNorm, EffectiveSE, SqueezeExcite
 from se_flax.models import create_model, list_models
 from se_flax.variants import ATTENTION_VARIANTS, create_attention
+from se_flax.widen import widen_se
 
-__all__ = ["ATTENTION_VARIANTS", "CBAM", "ECA", "BatchNorm", "EffectiveSE", "Implementation",
-           "SqueezeExcite", "create_attention", "create_model", "flax_to_torch",
-           "fold_batchnorm", "folded_apply", "list_models", "torch_to_flax"]
+__all__ = ["ATTENTION_VARIANTS", "BatchNorm", "CBAM", "ECA", "EffectiveSE", "Implementation",
+           "SqueezeExcite", "create_attention", "create_model", "flax_to_torch", "fold_batchnorm",
+           "folded_apply", "list_models", "torch_to_flax", "widen_se"]
 __version__ = "0.1.0"
