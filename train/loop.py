@@ -102,7 +102,8 @@ def init_distributed(cfg: TrainConfig) -> None:
     jax.distributed.initialize(cfg.coordinator_address, cfg.num_processes, cfg.process_id)
 
 
-def _mean_std(cfg: TrainConfig, dataset: Dataset) -> tuple[list[float], list[float]]:
+def mean_std(cfg: TrainConfig, dataset: Dataset) -> tuple[list[float], list[float]]:
+    """Per-channel input mean and std: the configured ones, or measured on the training set."""
     channels = dataset.image_shape[-1]
     mean, std = cfg.mean, cfg.std
     if mean is None or std is None:
@@ -170,7 +171,7 @@ def setup(cfg: TrainConfig) -> RunContext:
                           f"{len(dataset.train)} training examples of {dataset.name}")
     total = cfg.epochs * spe
     end = min(total, cfg.max_steps) if cfg.max_steps else total
-    mean, std = _mean_std(cfg, dataset)
+    mean, std = mean_std(cfg, dataset)
     dtype = DTYPES[cfg.dtype]
     impl = resolve_implementation(cfg.impl)
     model = create_model(cfg.model, **cfg.model_options(dataset.num_classes,

@@ -1,0 +1,40 @@
+"""`python -m train.gates`: per-stage gate heat maps and class specificity of a trained run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from train.config import ConfigError, TrainConfig
+from train.gates import analyse, class_means, class_specificity, main
+
+
+def test_class_specificity_is_zero_for_shared_gates_and_grows_with_class_differences():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    shared = np.tile(np.linspace(0.1, 0.9, 4), (6, 1))
+    classes, means = class_means(shared, labels)
+    assert classes.tolist() == [0, 1, 2] and class_specificity(means) == pytest.approx(0, abs=1e-12)
+    distinct = shared + 0.1 * labels[:, None]
+    _, means = class_means(distinct, labels)
+    assert class_specificity(means) == pytest.approx(np.std([0.0, 0.1, 0.2]))
+
+
+def test_a_short_run_is_analysed(tmp_path, capsys):
+    from train.loop import train
+
+    run = tmp_path / "run"
+    train(TrainConfig(epochs=1, max_steps=2, batch_size=16, export=False, tensorboard=False,
+                      progress=False, output_dir=str(run)))
+    assert main([str(run), "--examples", "40"]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((run / "gates.json").read_text())
+    assert summary["step"] == 2 and summary["examples"] == 40
+    assert [r["channels"] for r in summary["stages"].values()] == [64, 128, 256, 512]
+    assert all(r["class_specificity"] > 0 for r in summary["stages"].values())
+    assert "layer4" in printed and "class specificity" in printed
+    assert (run / "gates_heatmap.png").stat().st_size > 10_000 and (run / "gates.png").is_file()
+
+
+def test_a_directory_without_a_run_is_named():
+    with pytest.raises(ConfigError, match="has no config.json"):
+        analyse("/nonexistent/run")
