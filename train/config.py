@@ -33,6 +33,7 @@ PARALLEL = ("shard_map", "pmap")
 OPTIMIZERS = ("sgd", "adamw")
 DTYPES = ("float32", "bfloat16", "float16")
 IMAGE_STEMS = FAMILY_STEMS["resnet2d"]
+RATIO_LAYERS = ("SqueezeExcite", "CBAM")  # attention layers with an `rd_ratio`
 IMAGE_STEM_DEFAULT = "cifar"  # the training program's default: small images (digits, CIFAR)
 
 
@@ -80,6 +81,9 @@ class TrainConfig:
     attn: str | None = option(None, "attention variant replacing the model's own: "
                               + ", ".join((NO_ATTENTION, *VARIANT_SPECS)), "model",
                               default_text="the model's own", metavar="NAME")
+    reduction: int | None = option(None, "SE reduction ratio r: the excitation's hidden width "
+                                   "is channels / r (rounded as the model does)", "model",
+                                   default_text="the model's own (16)")
     zero_init_last_bn: bool = option(False, "zero the scale of each block's last BatchNorm",
                                      "model")
     dtype: str = option("float32", "compute dtype; parameters stay float32 (float16 adds "
@@ -130,6 +134,9 @@ class TrainConfig:
     seed: int = option(0, "initialisation, batch order and augmentation", "run")
     output_dir: str = option("runs/default", "checkpoints, logs, export and plots", "run",
                              metavar="DIR")
+    init_from: str | None = option(None, "start from this run's newest weights (SE widths "
+                                   "adapted with widen_se); optimiser and schedule start "
+                                   "afresh", "run", metavar="RUN_DIR")
     resume: bool = option(False, "continue from the newest checkpoint in output_dir", "run")
     log_every: int = option(10, "steps between metric lines", "run")
     checkpoint_every: int = option(100, "steps between checkpoints (the last step is always "
@@ -167,6 +174,8 @@ class TrainConfig:
         if self.image_size is not None:
             need(_is_int(self.image_size) and self.image_size >= 1, "image_size",
                  "an integer >= 1")
+        if self.reduction is not None:
+            need(_is_int(self.reduction) and self.reduction >= 1, "reduction", "an integer >= 1")
         if self.workers is not None:
             need(_is_int(self.workers) and self.workers >= 0, "workers", "an integer >= 0")
         if self.lr_base_batch is not None:
@@ -208,10 +217,16 @@ class TrainConfig:
         if self.stem is None:
             self.stem = IMAGE_STEM_DEFAULT if family == "resnet2d" else FAMILY_STEMS[family][0]
         try:
-            resolve_options(self.model, stem=self.stem, attn=self.attn,
-                            zero_init_last_bn=self.zero_init_last_bn)
+            resolved = resolve_options(self.model, stem=self.stem, attn=self.attn,
+                                       attn_kwargs=self._attn_kwargs(),
+                                       zero_init_last_bn=self.zero_init_last_bn)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"config: {e}") from None
+        layer = VARIANT_SPECS.get(resolved["attn"], ("",))[0]
+        if self.reduction is not None and layer not in RATIO_LAYERS:
+            raise ConfigError(f"config: reduction={self.reduction!r} is invalid; expected a "
+                              f"model whose attention has a reduction ratio ({self.model} "
+                              f"with attn {resolved['attn']!r} has none)")
 
     def model_options(self, num_classes: int, in_chans: int) -> dict[str, Any]:
         """The `create_model` options both frameworks share, for a validated configuration."""
@@ -219,7 +234,13 @@ class TrainConfig:
                    "zero_init_last_bn": self.zero_init_last_bn}
         if self.attn is not None:
             options["attn"] = self.attn
+        if self.reduction is not None:
+            options["attn_kwargs"] = self._attn_kwargs()
         return options
+
+    def _attn_kwargs(self) -> dict[str, Any] | None:
+        """The attention options the config sets (the reduction ratio), or None."""
+        return None if self.reduction is None else {"rd_ratio": 1 / self.reduction}
 
     def peak_lr(self) -> float:
         """The learning rate after the warm-up (scaled by the batch when lr_base_batch is set)."""

@@ -35,6 +35,7 @@ from train.checkpoint import Checkpointer
 from train.config import ConfigError, TrainConfig, to_dict
 from train.data import Dataset, channel_stats, load_dataset, steps_per_epoch
 from train.export import export_all
+from train.init_from import initial_variables
 from train.metrics import MetricLogger, Progress
 from train.monitor import StepMetrics
 from train.parallel import PmapDriver, ShardMapDriver, check_batch_size, make_driver
@@ -187,6 +188,13 @@ def setup(cfg: TrainConfig) -> RunContext:
 
     out = Path(cfg.output_dir)
     checkpoints = Checkpointer(out / "checkpoints", cfg.keep_checkpoints)
+    if cfg.init_from and not (cfg.resume and checkpoints.latest_step() is not None):
+        start_from, report = initial_variables(cfg.init_from, model, dataset.num_classes,
+                                               dataset.image_shape)
+        state = state.replace(params=jax.tree.map(np.array, start_from["params"]),
+                              batch_stats=jax.tree.map(np.array, start_from["batch_stats"]))
+        if lead:
+            print(report)
     if cfg.resume and checkpoints.latest_step() is not None:
         warn = (lambda m: print(f"se-train: {m}", file=sys.stderr, flush=True)) if lead \
             else (lambda m: None)

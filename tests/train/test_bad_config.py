@@ -17,6 +17,7 @@ from train.monitor import NonFiniteLoss, check_finite
 BAD = {
     "dataset": None, "data_dir": None, "train_split": None, "eval_split": None,  # checked
     "output_dir": None, "coordinator_address": None,  # by the run below, or free-form text
+    "init_from": None,
     "model": "se_resnet19", "stem": "tiny", "attn": "sse", "impl": "fast",
     "image_size": "0", "eval_fraction": "1.5", "zero_init_last_bn": "perhaps",
     "dtype": "float8", "optimizer": "lamb", "lr": "0", "momentum": "1", "nesterov": "2",
@@ -27,6 +28,7 @@ BAD = {
     "keep_checkpoints": "0", "max_steps": "0", "export": "nah", "progress": "2",
     "tensorboard": "x", "frames": "0", "frame_stride": "0", "workers": "-1",
     "crop": "centre", "eval_resize": "0", "lr_base_batch": "0", "profile_steps": "5:2",
+    "reduction": "0",
 }
 
 
