@@ -28,11 +28,24 @@ def test_a_short_run_is_analysed(tmp_path, capsys):
     assert main([str(run), "--examples", "40"]) == 0
     printed = capsys.readouterr().out
     summary = json.loads((run / "gates.json").read_text())
-    assert summary["step"] == 2 and summary["examples"] == 40
+    assert summary["weights"] == "step 2" and summary["examples"] == 40
     assert [r["channels"] for r in summary["stages"].values()] == [64, 128, 256, 512]
     assert all(r["class_specificity"] > 0 for r in summary["stages"].values())
     assert "layer4" in printed and "class specificity" in printed
     assert (run / "gates_heatmap.png").stat().st_size > 10_000 and (run / "gates.png").is_file()
+
+
+    # the same weights as a file `se-convert` reads give the same numbers
+    from se_flax.convert.files import write_variables
+    from train.loop import final_params
+
+    state = final_params(run)
+    write_variables({"params": state["params"], "batch_stats": state["batch_stats"]},
+                    tmp_path / "weights.msgpack")
+    assert main([str(tmp_path / "weights.msgpack"), "--model", "se_resnet18", "--examples",
+                 "40", "--out", str(tmp_path / "file")]) == 0
+    from_file = json.loads((tmp_path / "file" / "gates.json").read_text())
+    assert from_file["stages"] == summary["stages"]
 
 
 def test_a_directory_without_a_run_is_named():
