@@ -19,6 +19,25 @@ def test_class_specificity_is_zero_for_shared_gates_and_grows_with_class_differe
     assert class_specificity(means) == pytest.approx(np.std([0.0, 0.1, 0.2]))
 
 
+def test_weights_from_a_file_are_analysed(tmp_path, capsys):
+    import jax
+
+    import se_flax
+    from se_flax.convert.files import write_variables
+
+    model = se_flax.create_model("se_resnet18", num_classes=10, stem="cifar", in_chans=1)
+    variables = model.init(jax.random.key(0), np.zeros((1, 8, 8, 1)))
+    write_variables(variables, tmp_path / "weights.msgpack")
+    assert main([str(tmp_path / "weights.msgpack"), "--model", "se_resnet18", "--examples",
+                 "40"]) == 0
+    summary = json.loads((tmp_path / "gates.json").read_text())
+    assert summary["weights"] == "weights.msgpack" and summary["examples"] == 40
+    assert [r["channels"] for r in summary["stages"].values()] == [64, 128, 256, 512]
+    assert "layer4" in capsys.readouterr().out
+    assert (tmp_path / "gates_heatmap.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow  # a short training run first (~30 s on 2 cores)
 def test_a_short_run_is_analysed(tmp_path, capsys):
     from train.loop import train
 

@@ -94,6 +94,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     assert all(np.isfinite(v).all() for k, v in params.items() if k != "step")
 
 
+@pytest.mark.slow  # three runs with worker processes (~55 s on 2 cores)
 def test_streamed_jpeg_folder_with_workers_resumes_bit_identically(tmp_path):
     """Random-resized crops decoded in a worker process: a killed and resumed run is exact (the
     uninterrupted run also writes a profiler trace, which must not change its numbers)."""
