@@ -19,7 +19,14 @@ import numpy as np
 from flax import traverse_util
 
 from se_spec.variables import PARAMS
-from se_spec.widening import FC1, FC2, Excitation, WidthChange, resize_hidden
+from se_spec.widening import (
+    FC1,
+    FC2,
+    Excitation,
+    WidthChange,
+    modules_to_resize,
+    resize_hidden,
+)
 
 
 def _shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[tuple[str, ...], tuple]:
@@ -55,21 +62,9 @@ def widen_se(variables: dict[str, Any], from_model: nn.Module, to_model: nn.Modu
     shape = input_shape or _input_shape(variables)
     source = {k: np.asarray(v) for k, v in traverse_util.flatten_dict(dict(variables)).items()}
     expected, target = _shapes(from_model, shape), _shapes(to_model, shape)
-    for k in sorted(set(expected) | set(source)):
-        if expected.get(k) != (source[k].shape if k in source else None):
-            got = source[k].shape if k in source else "missing"
-            raise ValueError(f"widen_se: variables do not belong to from_model: {_name(k)} is "
-                             f"{got}, from_model expects {expected.get(k, 'no such key')}")
-    if set(target) != set(source):
-        k = sorted(set(target) ^ set(source))[0]
-        raise ValueError(f"widen_se: from_model and to_model differ in more than SE widths: "
-                         f"{_name(k)} is in only one of them")
+    modules = modules_to_resize({k: v.shape for k, v in source.items()}, expected, target,
+                                lambda k: (k[:-2], k[-2]) if len(k) >= 3 else None, _name)
     out = dict(source)
-    modules = sorted({k[:-2] for k in source if source[k].shape != target[k]})
-    for k in source:
-        if source[k].shape != target[k] and not (k[-2] in (FC1, FC2) and k[:-2] in modules):
-            raise ValueError(f"widen_se: {_name(k)} is {source[k].shape} in from_model but "
-                             f"{target[k]} in to_model; only SE excitation widths may differ")
     rng = np.random.default_rng(seed)
     dropped = []
     for m in modules:

@@ -102,3 +102,29 @@ class WidthChange:
     def report(self) -> str:
         """What the change did, in words."""
         return f"{self.resized} SE module(s) resized; {describe(self.dropped)}"
+
+
+def modules_to_resize(source: dict[Any, tuple], expected: dict[Any, tuple],
+                      target: dict[Any, tuple], split: Any, name: Any) -> list[Any]:
+    """SE modules whose width differs, after checking that nothing else does.
+
+    `source`, `expected` (from the source model) and `target` map keys to shapes; `split(key)`
+    gives `(module, layer)` or None, `name(key)` the key as the user writes it.
+    """
+    for k in sorted(set(expected) | set(source), key=name):
+        if expected.get(k) != source.get(k):
+            raise ValueError(f"widen_se: the weights do not belong to from_model: {name(k)} is "
+                             f"{source.get(k, 'missing')}, from_model expects "
+                             f"{expected.get(k, 'no such key')}")
+    if set(target) != set(source):
+        k = sorted(set(target) ^ set(source), key=name)[0]
+        raise ValueError("widen_se: from_model and to_model differ in more than SE widths: "
+                         f"{name(k)} is in only one of them")
+    changed = [k for k in source if source[k] != target[k]]
+    modules = sorted({split(k)[0] for k in changed if split(k) is not None}, key=str)
+    for k in changed:
+        parts = split(k)
+        if parts is None or parts[1] not in (FC1, FC2):
+            raise ValueError(f"widen_se: {name(k)} is {source[k]} in from_model but {target[k]} "
+                             "in to_model; only SE excitation widths may differ")
+    return modules

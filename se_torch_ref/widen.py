@@ -10,7 +10,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from se_spec.widening import FC1, FC2, Excitation, WidthChange, resize_hidden
+from se_spec.widening import (
+    FC1,
+    FC2,
+    Excitation,
+    WidthChange,
+    modules_to_resize,
+    resize_hidden,
+)
+
+
+def _split(key: str) -> tuple[str, str] | None:
+    """`"layer1.0.se.fc1.weight"` → `("layer1.0.se", "fc1")`."""
+    parts = key.rsplit(".", 2)
+    return (parts[0], parts[1]) if len(parts) == 3 else None
 
 
 def widen_se(state_dict: dict[str, torch.Tensor], from_model: nn.Module, to_model: nn.Module,
@@ -22,23 +35,8 @@ def widen_se(state_dict: dict[str, torch.Tensor], from_model: nn.Module, to_mode
     source = {k: v.detach().cpu() for k, v in state_dict.items()}
     expected = {k: tuple(v.shape) for k, v in from_model.state_dict().items()}
     target = {k: tuple(v.shape) for k, v in to_model.state_dict().items()}
-    for k in sorted(set(expected) | set(source)):
-        got = tuple(source[k].shape) if k in source else "missing"
-        if expected.get(k) != (got if k in source else None):
-            raise ValueError(f"widen_se: state dict does not belong to from_model: {k} is {got}, "
-                             f"from_model expects {expected.get(k, 'no such key')}")
-    if set(target) != set(source):
-        k = sorted(set(target) ^ set(source))[0]
-        raise ValueError(f"widen_se: from_model and to_model differ in more than SE widths: "
-                         f"{k} is in only one of them")
-    modules = sorted({k.rsplit(".", 2)[0] for k in source
-                      if tuple(source[k].shape) != target[k]})
-    for k in source:
-        parts = k.rsplit(".", 2)
-        if tuple(source[k].shape) != target[k] and not (
-                len(parts) == 3 and parts[1] in (FC1, FC2) and parts[0] in modules):
-            raise ValueError(f"widen_se: {k} is {tuple(source[k].shape)} in from_model but "
-                             f"{target[k]} in to_model; only SE excitation widths may differ")
+    modules = modules_to_resize({k: tuple(v.shape) for k, v in source.items()}, expected, target,
+                                _split, str)
     out = dict(source)
     rng = np.random.default_rng(seed)
     dropped = []
