@@ -4,12 +4,15 @@ With no arguments it trains SE-ResNet-18 (CIFAR stem) on the embedded digits dat
 `runs/default`. Every field of `train.config.TrainConfig` is an option (`--batch-size 128`,
 `--lr=0.05`, `--mean 0.49 0.48 0.45`, `--flip` or `--flip false`); `--config cifar10` uses a
 shipped config file. Exit status: 0 done, 2 bad configuration, 3 dataset unavailable,
-4 non-finite loss, 5 PyTorch parity check failed.
+4 non-finite loss, 5 PyTorch parity check failed, 6 interrupted by SIGTERM/SIGINT (a checkpoint
+of the step reached was saved; continue with --resume), 7 a process of a multi-process run was
+lost (the survivors stop; resume every process from the last complete checkpoint).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -24,7 +27,7 @@ from train.config import (
     parse_value,
 )
 
-EXIT_CONFIG, EXIT_DATA, EXIT_NONFINITE, EXIT_PARITY = 2, 3, 4, 5
+EXIT_CONFIG, EXIT_DATA, EXIT_NONFINITE, EXIT_PARITY, EXIT_INTERRUPTED = 2, 3, 4, 5, 6
 GROUPS = {"data": "data", "model": "model", "optimisation": "optimisation",
           "augmentation": "augmentation (on the device, inside the compiled step)",
           "parallelism": "parallelism", "run": "run"}
@@ -92,13 +95,28 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"se-train: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    from train import supervisor
+
+    if cfg.coordinator_address is not None and not supervisor.supervised():
+        command = [sys.executable, "-m", "train", *(sys.argv[1:] if argv is None else argv)]
+        return supervisor.supervise(command, cfg.process_id, cfg.num_processes,
+                                    cfg.output_dir)
     from train.data import DatasetUnavailable
     from train.folder import ImageError
-    from train.loop import run
+    from train.loop import Interrupted, run
     from train.monitor import NonFiniteLoss
 
     try:
         result = run(cfg)
+    except Interrupted as e:
+        print(f"se-train: {e}", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except supervisor.PeerLost as e:
+        peer = supervisor.lost_peer_name(e.cause, cfg.process_id, cfg.num_processes)
+        print(supervisor.lost_line(cfg.process_id, cfg.num_processes, e.step,
+                                   f"lost {peer} ({e.cause})", cfg.output_dir),
+              file=sys.stderr, flush=True)
+        os._exit(supervisor.EXIT_LOST_PEER)  # JAX's shutdown would wait for the lost peer
     except ConfigError as e:
         print(f"se-train: {e}", file=sys.stderr)
         return EXIT_CONFIG

@@ -131,6 +131,9 @@ class TrainConfig:
     num_processes: int | None = option(None, "multi-host: number of processes",
                                        "parallelism")
     process_id: int | None = option(None, "multi-host: this process's index", "parallelism")
+    peer_timeout: int = option(30, "multi-host: seconds without a heartbeat after which a "
+                               "process counts as lost (the others then stop, status 7)",
+                               "parallelism")
     seed: int = option(0, "initialisation, batch order and augmentation", "run")
     output_dir: str = option("runs/default", "checkpoints, logs, export and plots", "run",
                              metavar="DIR")
@@ -201,6 +204,7 @@ class TrainConfig:
             need(v is None or (len(v) > 0 and all(isinstance(x, int | float) for x in v)),
                  name, "a list of per-channel numbers")
         need(self.std is None or all(s > 0 for s in self.std), "std", "positive numbers")
+        need(self.peer_timeout >= 1, "peer_timeout", "a number of seconds >= 1")
         multi = (self.coordinator_address, self.num_processes, self.process_id)
         need(all(v is None for v in multi) or all(v is not None for v in multi),
              "coordinator_address", "coordinator_address, num_processes and process_id "

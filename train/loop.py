@@ -12,6 +12,10 @@ before anything is compiled; a non-finite loss or gradient norm raises `NonFinit
 (`train.monitor`) naming the step, and no checkpoint is written after it, so the newest
 checkpoint is the last good state. `--resume` restores the newest checkpoint that reads back and
 matches its digest, reporting (and setting aside) any newer corrupt ones.
+
+Interruption (`train.interrupt`): SIGTERM or SIGINT makes every process save a checkpoint of one
+common step and raise `Interrupted`; `--resume` continues from it exactly. In a multi-process run
+a failed collective (a peer process is gone) raises `PeerLost` (`train.supervisor`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from train.config import ConfigError, TrainConfig, to_dict
 from train.data import Dataset, channel_stats, load_dataset, steps_per_epoch
 from train.export import export_all
 from train.init_from import initial_variables
+from train.interrupt import Interruption
 from train.metrics import MetricLogger, Progress
 from train.monitor import StepMetrics
 from train.parallel import PmapDriver, ShardMapDriver, check_batch_size, make_driver
@@ -48,11 +53,21 @@ from train.step import (
     make_train_step,
     warmup_cosine,
 )
+from train.supervisor import PeerLost, StepReporter, is_transport_failure
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 EXPORT_EXAMPLES = 1024  # evaluation images used for the parity check and the gate plot
 EXPORT_CLIPS = 64  # the same for video clips (each is `frames` images)
 STATS_CLIPS = 256  # training clips sampled to measure mean/std of a video dataset
+
+
+class Interrupted(Exception):
+    """SIGTERM/SIGINT: a checkpoint of `step` was saved (on every process); the run stopped."""
+
+    def __init__(self, step: int, signal_name: str, directory: Path) -> None:
+        self.step, self.signal_name, self.directory = step, signal_name, directory
+        super().__init__(f"{signal_name}: stopped after step {step}; checkpoint saved in "
+                         f"{directory / str(step)}; continue with --resume")
 
 
 @dataclass
@@ -88,7 +103,9 @@ class RunContext:
     workers: int  # input worker processes of this host
     started: float
     lead: bool  # process 0 writes the outputs
+    interruption: Interruption
     last_eval: dict[str, float] = field(default_factory=dict)
+    done: int | None = None  # steps finished so far (None before the first)
 
     @property
     def out(self) -> Path:
@@ -96,11 +113,17 @@ class RunContext:
         return Path(self.cfg.output_dir)
 
 
-def init_distributed(cfg: TrainConfig) -> None:
-    """`jax.distributed.initialize` for multi-process runs (before any JAX computation)."""
+def init_distributed(cfg: TrainConfig, interruption: Interruption) -> None:
+    """`jax.distributed.initialize` for multi-process runs (before any JAX computation).
+
+    A process without a heartbeat for `cfg.peer_timeout` seconds counts as lost; SIGTERM is
+    handled by JAX's preemption service from here on.
+    """
     if cfg.coordinator_address is None:
         return
-    jax.distributed.initialize(cfg.coordinator_address, cfg.num_processes, cfg.process_id)
+    jax.distributed.initialize(cfg.coordinator_address, cfg.num_processes, cfg.process_id,
+                               heartbeat_timeout_seconds=cfg.peer_timeout)
+    interruption.distributed_ready()
 
 
 def mean_std(cfg: TrainConfig, dataset: Dataset) -> tuple[list[float], list[float]]:
@@ -150,9 +173,14 @@ def evaluate(driver: Any, state: Any, dataset: Dataset, batch: int, workers: int
             "examples": int(sums["count"])}
 
 
-def setup(cfg: TrainConfig) -> RunContext:
-    """Data, model, compiled steps and the initial (or restored) state of a validated `cfg`."""
-    init_distributed(cfg)
+def setup(cfg: TrainConfig, interruption: Interruption | None = None) -> RunContext:
+    """Data, model, compiled steps and the initial (or restored) state of a validated `cfg`.
+
+    `interruption`: the signal handling of the run (`run` arms one; none: signals are not
+    caught).
+    """
+    interruption = interruption or Interruption()
+    init_distributed(cfg, interruption)
     started = time.time()
     lead = jax.process_index() == 0
     dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir, train_split=cfg.train_split,
@@ -229,7 +257,8 @@ def setup(cfg: TrainConfig) -> RunContext:
                        f" device(s) via {driver.name}, batch {cfg.batch_size}, steps "
                        f"{start}→{end} of {total}, {workers} input worker(s) per host")
     return RunContext(cfg, dataset, mean, std, spe, total, start, end, driver,
-                      driver.replicate(state), checkpoints, metrics, workers, started, lead)
+                      driver.replicate(state), checkpoints, metrics, workers, started, lead,
+                      interruption)
 
 
 def loop(run: RunContext) -> None:
@@ -241,15 +270,24 @@ def loop(run: RunContext) -> None:
                                         len(b.labels), b.seconds))
     profiler = Profiler(cfg.profile_range(), run.out / "profile", run.lead)
     try:
-        _run_steps(run, feed, profiler)
+        _run_steps(run, feed, profiler, StepReporter())
+    except Exception as e:
+        if jax.process_count() > 1 and is_transport_failure(e):
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise PeerLost(run.start if run.done is None else run.done, first) from e
+        raise
     finally:
         feed.close()  # stops the input workers, also when a step raised
     profiler.stop(run.state)
     metrics.flush(run.end)
 
 
-def _run_steps(run: RunContext, feed: Any, profiler: Profiler) -> None:
-    """The step loop of `loop`: wait for input, step, log, evaluate, checkpoint."""
+def _run_steps(run: RunContext, feed: Any, profiler: Profiler, report: StepReporter) -> None:
+    """The step loop of `loop`: wait for input, step, log, evaluate, checkpoint, stop on a signal.
+
+    On an interruption the evaluation of an epoch ending at that step is skipped (a preempted
+    job has seconds, not minutes); the checkpoint is written first.
+    """
     cfg, driver, metrics = run.cfg, run.driver, run.metrics
     while True:
         waited = time.perf_counter()
@@ -264,11 +302,15 @@ def _run_steps(run: RunContext, feed: Any, profiler: Profiler) -> None:
         profiler.after(step, run.state)
         metrics.add(step, m)
         done = step + 1
-        save = done == run.end or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
+        stop = run.interruption.reached(done) and done < run.end  # every process, every step
+        save = done == run.end or stop or (cfg.checkpoint_every and
+                                           done % cfg.checkpoint_every == 0)
         epoch_end = done % run.steps_per_epoch == 0 or done == run.end
         if done % cfg.log_every == 0 or save or epoch_end:
             metrics.flush(done)  # checks for NaN/Inf before anything is saved
-        if epoch_end:
+        run.done = done
+        report(done)
+        if epoch_end and not stop:
             run.last_eval = evaluate(driver, run.state, run.dataset, cfg.batch_size,
                                      run.workers)
             metrics.logger.log(done, "eval", {**run.last_eval,
@@ -281,6 +323,9 @@ def _run_steps(run: RunContext, feed: Any, profiler: Profiler) -> None:
         if save:
             run.checkpoints.save(done, driver.unreplicate(run.state),
                                  {"step": done, "config": to_dict(cfg)})
+        if stop:
+            raise Interrupted(done, run.interruption.received or "SIGTERM",
+                              run.checkpoints.directory)
 
 
 class Profiler:
@@ -342,11 +387,19 @@ def finish(run: RunContext) -> RunResult:
 
 def run(cfg: TrainConfig) -> RunResult:
     """Run a validated configuration to the end (or to `max_steps`)."""
-    prepared = setup(cfg)
+    interruption = Interruption()
+    interruption.arm()
     try:
-        loop(prepared)
+        prepared = setup(cfg, interruption)
+        try:
+            loop(prepared)
+        except Interrupted:
+            prepared.checkpoints.close()
+            raise
+        finally:
+            prepared.metrics.close()
     finally:
-        prepared.metrics.close()
+        interruption.disarm()
     return finish(prepared)
 
 

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from train.data import ArraySource, Source, batch_indices, video_feature_without_tensorflow
+from train.lifeline import exit_with_parent
 
 PREFETCH_PER_WORKER = 2  # batches each worker keeps ready
 MAX_AUTO_WORKERS = 8
@@ -113,15 +114,7 @@ class WorkerInit:
         """Set up worker `index` of `count`."""
         del index, count
         video_feature_without_tensorflow()
-        threading.Thread(target=_exit_with_trainer, args=(self.trainer_pid,), daemon=True,
-                         name="exit-with-trainer").start()
-
-
-def _exit_with_trainer(trainer_pid: int, period: float = 1.0) -> None:
-    """End this process once `trainer_pid` is no longer its parent (the trainer died)."""
-    while os.getppid() == trainer_pid:
-        time.sleep(period)
-    os._exit(1)
+        exit_with_parent(self.trainer_pid)
 
 
 def _iterate(fn: TrainBatch | EvalBatch, start: int, stop: int, workers: int,

@@ -47,6 +47,20 @@ def run_train(*args: str, devices: int = 1, timeout: float = 600
                           capture_output=True, text=True, timeout=timeout)
 
 
+def launch_processes(*args: str, processes: int = 2) -> list[subprocess.Popen]:
+    """Start `processes` `python -m train ARGS` processes of one localhost `jax.distributed` run.
+
+    One CPU device each; each in its own session (so a test can kill one whole "host");
+    stdout and stderr captured as text.
+    """
+    port = free_port()
+    return [subprocess.Popen(
+        train_command(*args, "--coordinator-address", f"127.0.0.1:{port}", "--num-processes",
+                      str(processes), "--process-id", str(i)),
+        cwd=ROOT, env=child_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True) for i in range(processes)]
+
+
 def free_port() -> int:
     """A free TCP port on localhost."""
     with socket.socket() as s:

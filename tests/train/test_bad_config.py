@@ -24,6 +24,7 @@ BAD = {
     "weight_decay": "-1", "adam_b1": "x", "adam_b2": "y", "warmup_epochs": "-1", "epochs": "0",
     "batch_size": "0", "label_smoothing": "1", "crop_padding": "-1", "flip": "maybe",
     "mean": "a b", "std": "0", "parallel": "pjit", "num_processes": "two", "process_id": "one",
+    "peer_timeout": "0",
     "seed": "1.5", "resume": "sometimes", "log_every": "0", "checkpoint_every": "-5",
     "keep_checkpoints": "0", "max_steps": "0", "export": "nah", "progress": "2",
     "tensorboard": "x", "frames": "0", "frame_stride": "0", "workers": "-1",

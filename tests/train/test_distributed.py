@@ -8,12 +8,10 @@ kinks within a few steps (see parity_tests/test_train_trajectory.py), so it is n
 question and is not tested here.
 """
 
-import subprocess
-
 import numpy as np
 
 from train.loop import final_params
-from train.testing import ROOT, TINY_ARGS, child_env, free_port, run_train, train_command
+from train.testing import TINY_ARGS, launch_processes, run_train
 
 ARGS = [*TINY_ARGS, "--max-steps", "4", "--checkpoint-every", "0"]
 
@@ -30,12 +28,7 @@ def test_two_processes_match_one_process(tmp_path):
     single = run_train(*ARGS, "--output-dir", str(tmp_path / "one"), devices=2)
     assert single.returncode == 0, single.stderr[-3000:]
 
-    port = free_port()
-    procs = [subprocess.Popen(
-        train_command(*ARGS, "--output-dir", str(tmp_path / "two"), "--coordinator-address",
-                      f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)),
-        cwd=ROOT, env=child_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(2)]
+    procs = launch_processes(*ARGS, "--output-dir", str(tmp_path / "two"))
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]

@@ -1,5 +1,6 @@
-"""Kill the training process mid-run, `--resume`, and finish with the uninterrupted parameters;
-a NaN loss stops the run with its step number and keeps the last good checkpoint."""
+"""Stop the training process mid-run (SIGTERM; SIGKILL for the streamed folder), `--resume`, and
+finish with the uninterrupted state; a NaN loss stops the run with its step number and keeps the
+last good checkpoint."""
 
 import json
 import signal
@@ -9,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from train.checkpoint import Checkpointer
 from train.loop import final_params
 from train.testing import (
     ROOT,
@@ -24,50 +26,74 @@ ARGS = [*TINY_ARGS, "--max-steps", "40", "--checkpoint-every", "5", "--keep-chec
 
 def flat(tree, prefix=""):
     out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree)
+    for k, v in items:
+        if isinstance(v, dict | list | tuple):
             out.update(flat(v, f"{prefix}{k}/"))
         else:
             out[prefix + k] = np.asarray(v)
     return out
 
 
-def kill_at_checkpoint(args, output_dir, step):
-    """Start `python -m train ARGS`, SIGKILL it as soon as checkpoint `step` exists."""
+def signal_at_checkpoint(args, output_dir, step, sig=signal.SIGKILL):
+    """Start `python -m train ARGS`, send it `sig` as soon as checkpoint `step` exists."""
     child = subprocess.Popen(train_command(*args, "--output-dir", str(output_dir)), cwd=ROOT,
                              env=child_env(1), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not (output_dir / "checkpoints" / str(step)).exists():
-        assert child.poll() is None, "the run ended before it could be killed"
+        assert child.poll() is None, "the run ended before it could be signalled"
         assert time.time() < deadline, f"no checkpoint at step {step} within 300 s"
         time.sleep(0.02)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    assert child.returncode == -signal.SIGKILL
+    child.send_signal(sig)
+    _, err = child.communicate(timeout=300)
+    return child.returncode, err
 
 
-def test_kill_and_resume_gives_identical_parameters(tmp_path):
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
+def saved_state(output_dir, step):
+    """Every array of checkpoint `step` (parameters, statistics, optimiser), flattened."""
+    ckpt = Checkpointer(output_dir / "checkpoints")
+    state = ckpt.manager.restore(step)["state"]
+    ckpt.close()
+    return flat(state)
+
+
+def saved_steps(output_dir):
+    return sorted(int(p.name) for p in (output_dir / "checkpoints").iterdir() if p.name.isdigit())
+
+
+def test_sigterm_saves_the_step_reached_and_resume_is_bit_identical(tmp_path):
+    """SIGTERM mid-run: a checkpoint of the step reached (between the periodic ones), status 6,
+    one line naming the step; `--resume` ends with the uninterrupted run's state, optimiser
+    included."""
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     proc = run_train(*ARGS, "--output-dir", str(straight))
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    kill_at_checkpoint(ARGS, killed, 10)
-    steps = sorted(int(p.name) for p in (killed / "checkpoints").iterdir() if p.name.isdigit())
-    assert 40 not in steps, "the killed run had already finished"
+    status, err = signal_at_checkpoint(ARGS, stopped, 10, signal.SIGTERM)
+    assert status == 6, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("se-train: SIGTERM: stopped after step "), line
+    step = int(line.split("stopped after step ")[1].split(";")[0])
+    assert 10 <= step < 40 and max(saved_steps(stopped)) == step, (step, saved_steps(stopped))
+    assert f"checkpoints/{step}; continue with --resume" in line
 
-    proc = run_train(*ARGS, "--output-dir", str(killed), "--resume")
+    proc = run_train(*ARGS, "--output-dir", str(stopped), "--resume")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "resumed from" in proc.stdout
-    a, b = final_params(straight), final_params(killed)
+    assert f"checkpoints/{step}" in proc.stdout.split("resumed from")[1].splitlines()[0]
+    a, b = final_params(straight), final_params(stopped)
     assert a["step"] == b["step"] == 40
     fa, fb = flat(a), flat(b)
     assert fa.keys() == fb.keys()
     for key in fa:
-        if key != "step":
-            np.testing.assert_array_equal(fa[key], fb[key], err_msg=key)
-    # the resumed run logged the steps after the kill, and only those
-    steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").open()]
+        np.testing.assert_array_equal(fa[key], fb[key], err_msg=key, strict=True)
+    sa, sb = saved_state(straight, 40), saved_state(stopped, 40)
+    assert sa.keys() == sb.keys() and any("opt_state" in k for k in sa)
+    for key in sa:
+        np.testing.assert_array_equal(sa[key], sb[key], err_msg=key, strict=True)
+    # the resumed run logged the steps after the stop, and only those
+    steps = [json.loads(line)["step"] for line in (stopped / "metrics.jsonl").open()]
     assert steps[-1] == 40
 
 
@@ -112,7 +138,8 @@ def test_streamed_jpeg_folder_with_workers_resumes_bit_identically(tmp_path):
     train_rows = [r for r in logged if r["split"] == "train"]
     assert all(r["input_wait_sec"] >= 0 and r["input_images_per_sec"] > 0 for r in train_rows)
 
-    kill_at_checkpoint(args, killed, 6)
+    status, err = signal_at_checkpoint(args, killed, 6)
+    assert status == -signal.SIGKILL, err[-3000:]
     proc = run_train(*args, "--output-dir", str(killed), "--resume")
     assert proc.returncode == 0, proc.stderr[-3000:]
     fa, fb = flat(final_params(straight)), flat(final_params(killed))
