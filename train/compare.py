@@ -190,7 +190,9 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line entry point."""
+    """Command line entry point; SIGTERM/SIGINT stop the current run with a checkpoint (6)."""
+    from train.loop import Interrupted
+
     try:
         args, base = parse(argv)
         rows = rows_of(args.preset, args.depth)
@@ -199,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"se-compare: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"se-compare: {e}; the same command continues the comparison", file=sys.stderr)
+        return 6
     text = table(results, args.seeds)
     out.mkdir(parents=True, exist_ok=True)
     (out / "comparison.md").write_text(text)

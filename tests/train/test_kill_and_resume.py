@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import numpy as np
+import pytest
 
 from train.checkpoint import Checkpointer
 from train.loop import final_params
@@ -48,6 +49,7 @@ def flip_bit(path):
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.slow  # three runs (~40-60 s on 2 cores); SIGTERM + resume is in test_resume.py
 def test_kill_during_save_corrupt_newest_then_resume_is_bit_identical(tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     proc = run_train(*ARGS, "--output-dir", str(straight))

@@ -83,6 +83,7 @@ def test_video_model_and_image_data_mismatch_is_rejected_before_compiling(tmp_pa
     assert not (tmp_path / "c" / "checkpoints").exists()
 
 
+@pytest.mark.slow  # compiles and exports SE-R3D-18 (~100 s on 2 cores)
 def test_se_r3d_18_short_run_on_mock_ucf101(tmp_path):
     from train.loop import train
 
