@@ -252,8 +252,7 @@ class TrainConfig:
                               f"with attn {resolved['attn']!r} has none)")
 
     def _smallest_side(self, family: str) -> int:
-        """Smallest digits side the model accepts: its total stride, or a multiple of the patch
-        (a ViT) at least as large as the stored 8."""
+        """Smallest digits side the model accepts (its stride; a ViT: a multiple of the patch)."""
         if family == vit.FAMILY:
             patch = self.patch_size or vit.DEFAULT_PATCH_SIZE
             return -(-DIGITS_SIDE // patch) * patch

@@ -5,8 +5,8 @@ before it by `_`: `layer1.0.se.fc1` ↔ `layer1_0/se/fc1`, `downsample.0` ↔ `d
 Leaves: conv/linear `weight` ↔ `params/…/kernel`, BatchNorm `weight` ↔ `params/…/scale`,
 `bias` ↔ `params/…/bias`, `running_mean` ↔ `batch_stats/…/mean`, `running_var` ↔
 `batch_stats/…/var`, `cls_token` ↔ `params/cls_token` and `pos_embed` ↔ `params/pos_embed`
-(same shapes, `(1, 1, C)` / `(1, L, C)`); `num_batches_tracked` has no Flax twin (dropped on import, recreated on
-export).
+(same shapes, `(1, 1, C)` / `(1, L, C)`); `num_batches_tracked` has no Flax twin (dropped on
+import, recreated on export).
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ from se_flax.convert.naming import flatten, unflatten
 from se_flax.convert.tensors import torch_kernel_shape
 from se_flax.models import create_model
 from se_spec.models import resolve_options, sample_input_shape
-from se_spec.vit import options_from_pos_embed
 from se_spec.variables import COLLECTIONS, PARAMS
+from se_spec.vit import options_from_pos_embed
 
 STEM_KERNEL = {7: "imagenet", 3: "cifar"}
 

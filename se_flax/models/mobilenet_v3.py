@@ -86,7 +86,7 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV3(nn.Module):
-    """MobileNetV3-Large (`block="large"`) / Small; `attn` replaces the SE where the paper has one."""
+    """MobileNetV3-Large/-Small (`block`); `attn` replaces the SE where the paper has one."""
 
     block: str = "large"
     layers: tuple[int, ...] = (15,)
