@@ -234,7 +234,8 @@ class TrainConfig:
             self.stem = IMAGE_STEM_DEFAULT if IMAGE_STEM_DEFAULT in stems else stems[0]
         if self.dataset == "digits" and self.image_size is None and default_stem:
             side = self._smallest_side(family)
-            self.image_size = side if side > DIGITS_SIDE else None
+            if side > DIGITS_SIDE or family == vit.FAMILY:  # a ViT's img_size is the side
+                self.image_size = side
         if family == vit.FAMILY and self.image_size is None:
             raise ConfigError(f"config: image_size=None is invalid for {self.model}; expected "
                               "the image side (the ViT's img_size, a multiple of patch_size)")
