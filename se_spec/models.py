@@ -2,6 +2,8 @@
 
 `se_flax.create_model` and `se_torch_ref.create_model` both resolve names and validate keyword
 arguments here, so a name and its options mean the same network in both frameworks.
+The ResNet and R3D tables are below; MobileNetV3 and ViT keep theirs in `se_spec.mobilenet` and
+`se_spec.vit` and register here.
 """
 
 from __future__ import annotations
