@@ -57,7 +57,7 @@ FIRST_MISFIT = {"se": "layer1.0.se.fc1.bias", "eca": "layer1.0.se.conv.weight",
                 "se_article": "layer1.0.se.fc1.weight"}
 
 
-# The layouts below are those of the ResNet families (tests/convert/test_mobilenet_vit.py
+# The layouts below are those of the ResNet families (tests/convert/test_network_mobilenet_vit.py
 # covers MobileNetV3 and ViT).
 RESNETS = [n for n, spec in MODEL_SPECS.items() if spec.family in ("resnet2d", "r3d")]
 
