@@ -138,3 +138,19 @@ def test_bad_options_name_the_option(name, kwargs, error, message):
 def test_bad_input_is_named(name, kwargs, shape, message):
     with pytest.raises(ValueError, match=message):
         _shapes(create_model(name, **kwargs), shape)
+
+
+def test_widen_se_of_a_vit_keeps_its_outputs():
+    from se_flax import widen_se
+
+    kwargs = {"img_size": 16, "patch_size": 8, "num_classes": 10}
+    narrow = create_model("se_vit_tiny_patch16_224", **kwargs)
+    wide = create_model("se_vit_tiny_patch16_224", attn_kwargs={"rd_ratio": 1 / 8}, **kwargs)
+    variables = _random_variables(narrow, (1, 16, 16, 3))
+    change = widen_se(variables, narrow, wide)  # input shape from the model's img_size
+    assert change.exact and change.weights["params"]["blocks_0"]["se"]["fc1"]["kernel"].shape \
+        == (1, 192, 24)
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 16, 16, 3)), jnp.float32)
+    with jax.default_matmul_precision("highest"):
+        assert np.allclose(jax.jit(wide.apply)(change.weights, x),
+                           jax.jit(narrow.apply)(variables, x), atol=1e-5)
