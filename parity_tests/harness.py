@@ -123,11 +123,13 @@ def _sown(tree: dict[str, Any], leaves: set[str],
 def compare(flax_module: nn.Module, torch_module: torch.nn.Module, x: np.ndarray, *,
             train: bool = False, grads: bool = True, probes: Sequence[str] = (),
             renames: Iterable[tuple[str, str]] = (), seed: int = 0,
-            dtype: str = "float32") -> ParityReport:
+            dtype: str = "float32", probes_channels_first: bool = True) -> ParityReport:
     """Run both modules on `x` (PyTorch layout) and compare outputs, gates, stats and grads.
 
     `probes` are PyTorch submodule names (`"layer1.0"`) whose outputs are compared too; the
-    matching Flax module is found by the naming rule of `se_flax.convert.naming`.
+    matching Flax module is found by the naming rule of `se_flax.convert.naming`. Their PyTorch
+    outputs are channels first, or, with `probes_channels_first=False`, already in Flax's layout
+    (the `(N, L, C)` tokens of a ViT block).
 
     `dtype="float64"` runs both frameworks in double precision (on a copy of the torch module,
     JAX under `jax.enable_x64`). Use it for gradients of deep ReLU networks: ReLU is continuous
@@ -142,14 +144,15 @@ def compare(flax_module: nn.Module, torch_module: torch.nn.Module, x: np.ndarray
     if dtype == "float64":
         with jax.enable_x64(True):
             return _compare(flax_module, copy.deepcopy(torch_module).double(),
-                            np.asarray(x, np.float64), train, grads, probes, renames, seed)
+                            np.asarray(x, np.float64), train, grads, probes, renames, seed,
+                            probes_channels_first)
     return _compare(flax_module, torch_module, np.asarray(x, np.float32), train, grads, probes,
-                    renames, seed)
+                    renames, seed, probes_channels_first)
 
 
 def _compare(flax_module: nn.Module, torch_module: torch.nn.Module, x: np.ndarray, train: bool,
              grads: bool, probes: Sequence[str], renames: Iterable[tuple[str, str]],
-             seed: int) -> ParityReport:
+             seed: int, probes_channels_first: bool = True) -> ParityReport:
     x_flax = jnp.asarray(channels_last(x))
     variables = load_torch_weights(flax_module, torch_module, x_flax, renames)
     params = variables["params"]
@@ -206,9 +209,10 @@ def _compare(flax_module: nn.Module, torch_module: torch.nn.Module, x: np.ndarra
     for path, ref in torch_gates.items():
         keyed.append((order.get(path[:-1], 0), Row(
             "/".join(path), "gate", *scaled_error(flax_gates[path], ref), tol)))
+    probe_layout = channels_last if probes_channels_first else np.asarray
     for path, name in probe_paths.items():
         keyed.append((order.get(path, 0), Row(
-            name, "probe", *scaled_error(flax_probes[path], channels_last(probe_out[name])),
+            name, "probe", *scaled_error(flax_probes[path], probe_layout(probe_out[name])),
             tol)))
     report.rows.extend(r for _, r in sorted(keyed, key=lambda t: t[0]))
     report.rows.append(Row("output", "output", *scaled_error(

@@ -10,7 +10,11 @@ import torch
 import se_torch_ref.models as torch_models
 from parity_tests.harness import ParityReport, compare
 from se_flax.models import create_model
+from se_spec import vit
 from se_spec.models import FAMILY_STEMS, NETWORK_STRIDE, input_shape, model_spec
+
+# A ViT's default image side in parity runs: a 4x4 grid of 16-pixel patches (17 tokens).
+VIT_PARITY_SIZE = 64
 
 
 def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -24,6 +28,8 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     layer4 output reaches 1e6 and PyTorch's own float32 gates differ from its float64 gates by
     1.0, so nothing could be compared; with small last scales it stays near 5 and PyTorch's
     float32-vs-float64 error is 4e-7.
+
+    LayerNorms (ViT) get affine parameters drawn the same way ([0.5, 1.5], 0.2 * N(0, 1)).
     """
     g = torch.Generator().manual_seed(seed)
     last = {id(m.last_bn) for m in model.modules() if hasattr(m, "last_bn")}
@@ -36,13 +42,21 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
                 m.bias.copy_(0.2 * torch.randn(n, generator=g))
                 m.running_mean.copy_(0.2 * torch.randn(n, generator=g))
                 m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+            elif isinstance(m, torch.nn.LayerNorm):
+                n = m.normalized_shape[0]
+                m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                m.bias.copy_(0.2 * torch.randn(n, generator=g))
     return model
 
 
 def block_names(model: torch.nn.Module) -> list[str]:
-    """PyTorch names of every residual block (`layer1.0`, …), in forward order."""
-    return [name for name, _ in model.named_modules() if name.count(".") == 1
-            and name.startswith("layer")]
+    """PyTorch names of every residual block in forward order.
+
+    `layer1.0`, … (ResNets), `features.1`, … (MobileNetV3's inverted residuals), `blocks.0`, …
+    (ViT).
+    """
+    return [name for name, m in model.named_modules() if name.count(".") == 1
+            and (name.startswith(("layer", "blocks")) or hasattr(m, "use_res"))]
 
 
 def default_input_size(stem: str, train: bool = False) -> int:
@@ -60,6 +74,8 @@ def default_input_size(stem: str, train: bool = False) -> int:
     """
     if stem == "cifar":
         return 32
+    if stem in vit.STEMS:
+        return VIT_PARITY_SIZE
     return 3 * NETWORK_STRIDE[stem] if train else 2 * NETWORK_STRIDE[stem]
 
 
@@ -71,10 +87,13 @@ def compare_model(name: str, *, train: bool = False, batch: int = 2, size: int |
 
     In training mode also the running statistics and the gradients of every parameter.
     """
+    family = model_spec(name).family
+    if family == vit.FAMILY:  # the image side is the model's img_size
+        kwargs["img_size"] = size = kwargs.get("img_size") or size or VIT_PARITY_SIZE
     torch.manual_seed(seed)
     torch_model = randomize_(torch_models.create_model(name, **kwargs), seed)
     flax_model = create_model(name, **kwargs)
-    stem = kwargs.get("stem") or FAMILY_STEMS[model_spec(name).family][0]
+    stem = kwargs.get("stem") or FAMILY_STEMS[family][0]
     if size is None and dtype == "float64" and stem == "r3d":
         size = NETWORK_STRIDE[stem]  # no conditioning concern in float64; 3D convs are slow
     size = size or default_input_size(stem, train and dtype == "float32")
@@ -83,4 +102,4 @@ def compare_model(name: str, *, train: bool = False, batch: int = 2, size: int |
     x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
     return compare(flax_model, torch_model, x, train=train,
                    grads=train if grads is None else grads, probes=block_names(torch_model),
-                   seed=seed, dtype=dtype)
+                   seed=seed, dtype=dtype, probes_channels_first=family != vit.FAMILY)

@@ -45,8 +45,9 @@ def _sample_input(model: nn.Module, sample_input: Any) -> Any:
     if sample_input is not None:
         return sample_input
     if hasattr(model, "model_name") and hasattr(model, "in_chans"):
-        return jax.ShapeDtypeStruct(sample_input_shape(model.model_name, model.in_chans),
-                                    jnp.float32)
+        return jax.ShapeDtypeStruct(sample_input_shape(
+            model.model_name, model.in_chans, img_size=getattr(model, "img_size", None)),
+            jnp.float32)
     raise ValueError(f"{type(model).__name__}: pass sample_input (an array or a "
                      "jax.ShapeDtypeStruct of the input shape) to trace the model")
 

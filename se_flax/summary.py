@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 from se_flax.flops import model_cost
 from se_flax.models import create_model, list_models
-from se_spec.models import input_shape, model_spec
+from se_spec import vit
+from se_spec.models import FAMILY_STEMS, input_shape, model_spec
 
 # Hu et al., SENet (TPAMI version), Table 5: SE-ResNet-50 parameters (millions) by ratio r.
 SENET_PAPER_PARAMS_M = {2: 45.7, 4: 35.7, 8: 30.7, 16: 28.1, 32: 26.9}
@@ -24,7 +25,16 @@ SENET_PAPER_RESNET50_M = 25.6
 
 def cost(name: str, size: int, num_classes: int | None = None, frames: int = 16,
          **kwargs: object) -> tuple[int, int]:
-    """`(parameters, MACs)` of a registered model on one `size x size` image or clip."""
+    """`(parameters, MACs)` of a registered model on one `size x size` image or clip.
+
+    A `stem` the model's family does not have is dropped (ViTs have one, the patch embedding);
+    a ViT is built for `img_size=size`.
+    """
+    family = model_spec(name).family
+    if kwargs.get("stem") not in FAMILY_STEMS[family]:
+        kwargs.pop("stem", None)
+    if family == vit.FAMILY:
+        kwargs["img_size"] = size
     model = create_model(name, num_classes=num_classes, **kwargs)
     return model_cost(model, input_shape(name, size, frames=frames))
 

@@ -36,15 +36,19 @@ def _shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[tuple[str, .
     return {k: v.shape for k, v in traverse_util.flatten_dict(dict(tree)).items()}
 
 
-def _input_shape(variables: dict[str, Any]) -> tuple[int, ...]:
-    """A small input the network of `variables` accepts, read off its first convolution."""
+def _input_shape(variables: dict[str, Any], img_size: int | None = None) -> tuple[int, ...]:
+    """A small input the network of `variables` accepts, read off its first convolution.
+
+    A ViT takes exactly its `img_size` a side.
+    """
     kernels = [v for k, v in traverse_util.flatten_dict(dict(variables[PARAMS])).items()
                if k[-1] == "kernel" and np.ndim(v) in (4, 5)]
     if not kernels:
         raise ValueError("widen_se: no convolution kernel in the variables; pass input_shape")
     first = kernels[0]
     in_chans = first.shape[-2]
-    return (1, 64, 64, in_chans) if np.ndim(first) == 4 else (1, 8, 64, 64, in_chans)
+    side = img_size or 64
+    return (1, side, side, in_chans) if np.ndim(first) == 4 else (1, 8, 64, 64, in_chans)
 
 
 def _name(path: tuple[str, ...]) -> str:
@@ -59,7 +63,7 @@ def widen_se(variables: dict[str, Any], from_model: nn.Module, to_model: nn.Modu
     Returns a `WidthChange`: `.weights` (the new variables), `.exact`, `.report()`. New incoming
     weights are normal with std `init_scale / sqrt(fan_in)`, drawn from `seed`.
     """
-    shape = input_shape or _input_shape(variables)
+    shape = input_shape or _input_shape(variables, getattr(from_model, "img_size", None))
     source = {k: np.asarray(v) for k, v in traverse_util.flatten_dict(dict(variables)).items()}
     expected, target = _shapes(from_model, shape), _shapes(to_model, shape)
     modules = modules_to_resize({k: v.shape for k, v in source.items()}, expected, target,

@@ -32,11 +32,12 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None,
 
 def reduced_channels(module: str, channels: int, rd_ratio: float = 1 / 16,
                      rd_channels: int | None = None, rd_policy: str = "divisible",
-                     rd_divisor: int = 8, min_ratio: int = 8) -> int:
+                     rd_divisor: int = 8, min_ratio: int = 8, rd_round_limit: float = 0.0) -> int:
     """Width of the squeeze bottleneck.
 
     Policies:
-      * ``divisible`` — timm: ``make_divisible(channels * rd_ratio, rd_divisor)``.
+      * ``divisible`` — timm: ``make_divisible(channels * rd_ratio, rd_divisor)``; with
+        ``rd_round_limit=0.9`` rounding never drops below 90% (torchvision's MobileNetV3).
       * ``floor`` — the article's ``channels // r`` with ``r = 1 / rd_ratio``.
       * ``dynamic`` — the article's DynamicSE: ``r = max(min_ratio, channels // 64)``,
         width ``channels // r``.
@@ -56,7 +57,11 @@ def reduced_channels(module: str, channels: int, rd_ratio: float = 1 / 16,
                              "(0, 1], e.g. 1/16")
         if rd_policy == "divisible":
             check_positive_int(module, "rd_divisor", rd_divisor)
-            width = make_divisible(channels * rd_ratio, rd_divisor)
+            if isinstance(rd_round_limit, bool) or not isinstance(rd_round_limit, int | float) \
+                    or not 0 <= rd_round_limit < 1:
+                raise ValueError(f"{module}: rd_round_limit={rd_round_limit!r} is invalid; "
+                                 "expected a number in [0, 1), e.g. 0.9")
+            width = make_divisible(channels * rd_ratio, rd_divisor, round_limit=rd_round_limit)
         else:
             width = math.floor(round(channels * rd_ratio, 9))
     if width < 1:

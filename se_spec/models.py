@@ -2,6 +2,8 @@
 
 `se_flax.create_model` and `se_torch_ref.create_model` both resolve names and validate keyword
 arguments here, so a name and its options mean the same network in both frameworks.
+The ResNet and R3D tables are below; MobileNetV3 and ViT keep theirs in `se_spec.mobilenet` and
+`se_spec.vit` and register here.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from se_spec import mobilenet, vit
 from se_spec.validation import check_choice, check_positive_int, lookup
 from se_spec.variants import VARIANT_SPECS
 
@@ -22,7 +25,8 @@ DEPTHS: dict[int, tuple[str, tuple[int, ...]]] = {
     152: ("bottleneck", (3, 8, 36, 3)),
 }
 STEMS = ("imagenet", "cifar", "r3d")
-FAMILY_STEMS = {"resnet2d": ("imagenet", "cifar"), "r3d": ("r3d",)}
+FAMILY_STEMS = {"resnet2d": ("imagenet", "cifar"), "r3d": ("r3d",),
+                mobilenet.FAMILY: mobilenet.STEMS, vit.FAMILY: vit.STEMS}
 STEM_STRIDE = {"imagenet": 4, "cifar": 1, "r3d": 2}
 NETWORK_STRIDE = {stem: s * 8 for stem, s in STEM_STRIDE.items()}  # layers 2-4 each stride 2
 # Video (R3D, torchvision `VideoResNet`): the stem keeps time, layers 2-4 halve it as well.
@@ -34,10 +38,13 @@ FLAX_ONLY_OPTIONS = ("dtype", "axis_name", "impl")
 # computes. "auto" is "cpu" on the CPU backend and "xla" elsewhere.
 IMPL_CHOICES = ("auto", "xla", "cpu")
 SHARED_OPTIONS = ("num_classes", "stem", "attn", "attn_kwargs", "zero_init_last_bn", "in_chans")
+# Options of one family only (both frameworks).
+FAMILY_OPTIONS: dict[str, tuple[str, ...]] = {vit.FAMILY: vit.OPTIONS}
 
 
 def check_option_names(name: str, kwargs: dict[str, Any], extra: tuple[str, ...] = ()) -> None:
     """Refuse keyword arguments `create_model` does not know, listing the ones it does."""
+    extra = extra + FAMILY_OPTIONS.get(model_spec(name).family, ())
     unknown = sorted(set(kwargs) - set(SHARED_OPTIONS) - set(extra))
     if unknown:
         raise TypeError(f"{name}: unexpected keyword argument(s) "
@@ -67,6 +74,8 @@ def _register() -> dict[str, ModelSpec]:
     for prefix, attn in (("", NO_ATTENTION), ("se_", "se")):
         for depth in (18, 34):
             specs[f"{prefix}r3d_{depth}"] = ModelSpec("basic", DEPTHS[depth][1], attn, "r3d")
+    for family in (mobilenet, vit):  # `block` names the family's configuration
+        specs.update({n: ModelSpec(*spec, family.FAMILY) for n, spec in family.MODELS.items()})
     return specs
 
 
@@ -85,8 +94,12 @@ def model_spec(name: str) -> ModelSpec:
 
 def resolve_options(name: str, *, num_classes: int | None = None, stem: str | None = None,
                     attn: str | None = None, attn_kwargs: dict[str, Any] | None = None,
-                    zero_init_last_bn: bool = False, in_chans: int = 3) -> dict[str, Any]:
-    """Validate the shared keyword arguments of `create_model` and fill in the defaults."""
+                    zero_init_last_bn: bool = False, in_chans: int = 3,
+                    **family_options: Any) -> dict[str, Any]:
+    """Validate the keyword arguments of `create_model` and fill in the defaults.
+
+    `family_options` are those of `FAMILY_OPTIONS` (ViT: `img_size`, `patch_size`).
+    """
     spec = model_spec(name)
     if num_classes is None:  # ImageNet-1k for images, Kinetics-400 for video
         num_classes = 400 if spec.family == "r3d" else 1000
@@ -109,9 +122,15 @@ def resolve_options(name: str, *, num_classes: int | None = None, stem: str | No
     if not isinstance(zero_init_last_bn, bool):
         raise TypeError(f"{name}: zero_init_last_bn must be True or False, got "
                         f"{zero_init_last_bn!r}")
+    check_option_names(name, family_options)
+    if spec.family == vit.FAMILY:
+        if zero_init_last_bn:
+            raise ValueError(f"{name}: zero_init_last_bn=True is invalid; expected False (a "
+                             "ViT has no BatchNorm)")
+        family_options = vit.resolve_vit_options(name, **family_options)
     return {"block": spec.block, "layers": spec.layers, "num_classes": num_classes,
             "stem": stem, "attn": attn, "attn_kwargs": dict(attn_kwargs or {}),
-            "zero_init_last_bn": zero_init_last_bn, "in_chans": in_chans}
+            "zero_init_last_bn": zero_init_last_bn, "in_chans": in_chans, **family_options}
 
 
 def input_shape(name: str, size: int, batch: int = 1, frames: int = 16,
@@ -128,6 +147,10 @@ def check_image(name: str, shape: tuple[int, ...], in_chans: int, channel_axis: 
     Images are rank 4 (batch, channels, height, width in the framework's layout); clips of the
     `r3d` stem rank 5 (batch, channels, time, height, width), with at least 8 frames.
     """
+    family = model_spec(name).family if name in MODEL_SPECS else None
+    if family == vit.FAMILY:  # the side is checked by the model against its img_size
+        vit.check_vit_image(name, shape, in_chans, channel_axis, None)
+        return
     video = stem == "r3d"
     rank = 5 if video else 4
     what = "time, height, width" if video else "height, width"
@@ -138,18 +161,23 @@ def check_image(name: str, shape: tuple[int, ...], in_chans: int, channel_axis: 
         raise ValueError(f"{name}: input has {shape[channel_axis]} channels (shape "
                          f"{tuple(shape)}); expected in_chans={in_chans}")
     spatial = [d for i, d in enumerate(shape[1:], 1) if i != channel_axis % rank]
-    strides = ([TIME_STRIDE] if video else []) + [NETWORK_STRIDE[stem]] * 2
+    stride = (mobilenet.NETWORK_STRIDE if family == mobilenet.FAMILY else NETWORK_STRIDE)[stem]
+    strides = ([TIME_STRIDE] if video else []) + [stride] * 2
     if any(d < s for d, s in zip(spatial, strides, strict=True)):
         raise ValueError(f"{name}: input of size {tuple(spatial)} ({what}) is smaller than the "
                          f"total stride {tuple(strides)} of the {stem!r} stem; expected each "
                          f"side >= its stride")
 
 
-def sample_input_shape(name: str, in_chans: int = 3, channels_last: bool = True
-                       ) -> tuple[int, ...]:
+def sample_input_shape(name: str, in_chans: int = 3, channels_last: bool = True,
+                       img_size: int | None = None) -> tuple[int, ...]:
     """A batch-1 input that every stem of model `name` accepts.
 
-    Sides of the largest total stride (32), and `TIME_STRIDE` frames for video models.
+    Sides of the largest total stride (32), and `TIME_STRIDE` frames for video models; a ViT's
+    `img_size` (default 224).
     """
-    return input_shape(name, max(NETWORK_STRIDE.values()), frames=TIME_STRIDE,
+    size = max(NETWORK_STRIDE.values())
+    if model_spec(name).family == vit.FAMILY:
+        size = img_size or vit.DEFAULT_IMG_SIZE
+    return input_shape(name, size, frames=TIME_STRIDE,
                        channels_last=channels_last, in_chans=in_chans)

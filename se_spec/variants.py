@@ -25,6 +25,10 @@ VARIANT_SPECS: dict[str, tuple[str, dict[str, Any]]] = {
     # Article §7 MobileSE (MobileNetV3): ratio 4, hard-swish, hard-sigmoid.
     "mobile_se": ("SqueezeExcite", {"excite": "linear", "rd_policy": "floor", "rd_ratio": 1 / 4,
                                     "act": "hard_swish", "gate": "hard_sigmoid"}),
+    # MobileNetV3 (Howard et al., ICCV 2019; torchvision `SqueezeExcitation`): 1x1 convs with
+    # bias, ReLU inside, hard-sigmoid gate, width make_divisible(C / 4, 8) rounded to >= 90%.
+    "mobilenet_v3_se": ("SqueezeExcite", {"rd_ratio": 1 / 4, "rd_round_limit": 0.9,
+                                          "gate": "hard_sigmoid"}),
     # Article §6 "residual" SE: x + x * s with the last layer zero-initialised.
     "residual_se": ("SqueezeExcite", {"residual_gate": True, "zero_init_last": True}),
     "effective_se": ("EffectiveSE", {}),

@@ -31,7 +31,8 @@ def _sample_input(model: nn.Module, sample_input: torch.Tensor | None) -> torch.
         return sample_input
     if hasattr(model, "model_name") and hasattr(model, "in_chans"):
         return torch.zeros(sample_input_shape(model.model_name, model.in_chans,
-                                              channels_last=False))
+                                              channels_last=False,
+                                              img_size=getattr(model, "img_size", None)))
     raise ValueError(f"{type(model).__name__}: pass sample_input (a tensor of the input shape) "
                      "to trace the model")
 

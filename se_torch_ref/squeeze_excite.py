@@ -27,13 +27,14 @@ class SqueezeExcite(nn.Module):
 
     def __init__(self, channels: int, rd_ratio: float = 1 / 16, rd_channels: int | None = None,
                  rd_policy: str = "divisible", rd_divisor: int = 8, min_ratio: int = 8,
-                 excite: str = "conv", bias: bool = True, groups: int = 1, act: str = "relu",
+                 rd_round_limit: float = 0.0, excite: str = "conv", bias: bool = True,
+                 groups: int = 1, act: str = "relu",
                  gate: str = "sigmoid", residual_gate: bool = False,
                  zero_init_last: bool = False, spatial_dims: int = 2) -> None:
         super().__init__()
         label = type(self).__name__
         rd = reduced_channels(label, channels, rd_ratio, rd_channels, rd_policy, rd_divisor,
-                              min_ratio)
+                              min_ratio, rd_round_limit)
         check_choice(label, "excite", excite, EXCITE_LAYERS)
         check_choice(label, "spatial_dims", spatial_dims, SPATIAL_DIMS)
         check_groups(label, channels, rd, groups)

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from se_spec import mobilenet, vit
 from se_spec.models import (
     FAMILY_STEMS,
     IMPL_CHOICES,
     MODEL_SPECS,
+    NETWORK_STRIDE,
     NO_ATTENTION,
     model_spec,
     resolve_options,
@@ -35,6 +37,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 IMAGE_STEMS = FAMILY_STEMS["resnet2d"]
 RATIO_LAYERS = ("SqueezeExcite", "CBAM")  # attention layers with an `rd_ratio`
 IMAGE_STEM_DEFAULT = "cifar"  # the training program's default: small images (digits, CIFAR)
+DIGITS_SIDE = 8  # the embedded dataset's stored image side
 
 
 class ConfigError(ValueError):
@@ -63,8 +66,10 @@ class TrainConfig:
                                   metavar="DIR")
     train_split: str = option("train", "TFDS split to train on", "data")
     eval_split: str = option("test", "TFDS split to evaluate on", "data")
-    image_size: int | None = option(None, "resize folder images / video frames to this square "
-                                    "size", "data", default_text="as stored")
+    image_size: int | None = option(None, "resize images / video frames to this square size "
+                                    "(a ViT's img_size)", "data",
+                                    default_text="as stored; digits: 8, or the smallest side "
+                                    "the model accepts with its default stem")
     frames: int = option(16, "video datasets: frames per clip (video models need >= 8)", "data")
     frame_stride: int = option(2, "video datasets: take every N-th frame", "data")
     eval_fraction: float = option(0.2, "held-out share for sources without a test split",
@@ -81,6 +86,9 @@ class TrainConfig:
     attn: str | None = option(None, "attention variant replacing the model's own: "
                               + ", ".join((NO_ATTENTION, *VARIANT_SPECS)), "model",
                               default_text="the model's own", metavar="NAME")
+    patch_size: int | None = option(None, "ViT models: side of the square patches (the image "
+                                    "side must be a multiple of it)", "model",
+                                    default_text="the model's own (16)")
     reduction: int | None = option(None, "SE reduction ratio r: the excitation's hidden width "
                                    "is channels / r (rounded as the model does)", "model",
                                    default_text="the model's own (16)")
@@ -179,6 +187,9 @@ class TrainConfig:
                  "an integer >= 1")
         if self.reduction is not None:
             need(_is_int(self.reduction) and self.reduction >= 1, "reduction", "an integer >= 1")
+        if self.patch_size is not None:
+            need(_is_int(self.patch_size) and self.patch_size >= 1, "patch_size",
+                 "an integer >= 1")
         if self.workers is not None:
             need(_is_int(self.workers) and self.workers >= 0, "workers", "an integer >= 0")
         if self.lr_base_batch is not None:
@@ -218,12 +229,25 @@ class TrainConfig:
             family = model_spec(self.model).family
         except ValueError as e:
             raise ConfigError(f"config: model={self.model!r} is invalid; {e}") from None
-        if self.stem is None:
-            self.stem = IMAGE_STEM_DEFAULT if family == "resnet2d" else FAMILY_STEMS[family][0]
+        if self.patch_size is not None and family != vit.FAMILY:
+            raise ConfigError(f"config: patch_size={self.patch_size!r} is invalid; expected no "
+                              f"patch_size for {self.model} (only ViT models have patches)")
+        default_stem = self.stem is None
+        if default_stem:
+            stems = FAMILY_STEMS[family]
+            self.stem = IMAGE_STEM_DEFAULT if IMAGE_STEM_DEFAULT in stems else stems[0]
+        if self.dataset == "digits" and self.image_size is None and default_stem:
+            side = self._smallest_side(family)
+            if side > DIGITS_SIDE or family == vit.FAMILY:  # a ViT's img_size is the side
+                self.image_size = side
+        if family == vit.FAMILY and self.image_size is None:
+            raise ConfigError(f"config: image_size=None is invalid for {self.model}; expected "
+                              "the image side (the ViT's img_size, a multiple of patch_size)")
         try:
             resolved = resolve_options(self.model, stem=self.stem, attn=self.attn,
                                        attn_kwargs=self._attn_kwargs(),
-                                       zero_init_last_bn=self.zero_init_last_bn)
+                                       zero_init_last_bn=self.zero_init_last_bn,
+                                       **self._family_options())
         except (ValueError, TypeError) as e:
             raise ConfigError(f"config: {e}") from None
         layer = VARIANT_SPECS.get(resolved["attn"], ("",))[0]
@@ -232,10 +256,27 @@ class TrainConfig:
                               f"model whose attention has a reduction ratio ({self.model} "
                               f"with attn {resolved['attn']!r} has none)")
 
+    def _smallest_side(self, family: str) -> int:
+        """Smallest digits side the model accepts (its stride; a ViT: a multiple of the patch)."""
+        if family == vit.FAMILY:
+            patch = self.patch_size or vit.DEFAULT_PATCH_SIZE
+            return -(-DIGITS_SIDE // patch) * patch
+        strides = mobilenet.NETWORK_STRIDE if family == mobilenet.FAMILY else NETWORK_STRIDE
+        return strides[self.stem]
+
+    def _family_options(self) -> dict[str, Any]:
+        """`img_size` (the image side) and `patch_size` of ViT models; nothing for others."""
+        if model_spec(self.model).family != vit.FAMILY:
+            return {}
+        options = {"img_size": self.image_size}
+        if self.patch_size is not None:
+            options["patch_size"] = self.patch_size
+        return options
+
     def model_options(self, num_classes: int, in_chans: int) -> dict[str, Any]:
         """The `create_model` options both frameworks share, for a validated configuration."""
         options = {"num_classes": num_classes, "stem": self.stem, "in_chans": in_chans,
-                   "zero_init_last_bn": self.zero_init_last_bn}
+                   "zero_init_last_bn": self.zero_init_last_bn, **self._family_options()}
         if self.attn is not None:
             options["attn"] = self.attn
         if self.reduction is not None:

@@ -193,7 +193,7 @@ def load_dataset(name: str, *, data_dir: str | None = None, train_split: str = "
     `crop` and `eval_resize` choose the host transform of images (`train.transforms`).
     """
     if name == "digits":
-        return digits_dataset(eval_fraction, seed)
+        return digits_dataset(eval_fraction, seed, image_size)
     if name.startswith("folder:"):
         return folder_dataset(Path(name[len("folder:"):]), image_size, eval_fraction, seed,
                               crop, eval_resize)
@@ -209,11 +209,13 @@ def _split(n: int, eval_fraction: float, seed: int) -> tuple[np.ndarray, np.ndar
     return np.sort(perm[n_eval:]), np.sort(perm[:n_eval])
 
 
-def digits_dataset(eval_fraction: float = 0.2, seed: int = 0) -> Dataset:
+def digits_dataset(eval_fraction: float = 0.2, seed: int = 0,
+                   image_size: int | None = None) -> Dataset:
     """scikit-learn's 1,797 handwritten digits (8x8, 17 grey levels), as uint8 `(8, 8, 1)`.
 
     The split is fixed (permutation seed 1234, independent of the run's seed): 1,438 train and
-    359 test images with the default `eval_fraction=0.2`.
+    359 test images with the default `eval_fraction=0.2`. With `image_size` every image is
+    resized (bilinear) to `image_size` a side once, on loading.
     """
     try:
         from sklearn.datasets import load_digits
@@ -222,11 +224,18 @@ def digits_dataset(eval_fraction: float = 0.2, seed: int = 0) -> Dataset:
                                  "pip install scikit-learn (or the 'train' extra)") from None
     del seed  # the split stays the same whatever seed the run uses
     d = load_digits()
-    images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)
+    if image_size is not None and image_size != images.shape[1]:
+        from PIL import Image
+
+        images = np.stack([np.asarray(Image.fromarray(im).resize((image_size, image_size),
+                                                                 Image.BILINEAR))
+                           for im in images])
+    images = images[..., None]
     labels = d.target.astype(np.int32)
     tr, ev = _split(len(labels), eval_fraction, 1234)
     return Dataset("digits", ArraySource(images[tr], labels[tr]),
-                   ArraySource(images[ev], labels[ev]), 10, (8, 8, 1))
+                   ArraySource(images[ev], labels[ev]), 10, images.shape[1:])
 
 
 def folder_dataset(root: Path, image_size: int | None = None, eval_fraction: float = 0.2,

@@ -83,16 +83,34 @@ def parity_check(model_name: str, options: dict[str, Any], checkpoint: str | Pat
                                               torch_logits.argmax(-1)))}
 
 
-def stage_gates(inter: dict[str, Any]) -> dict[str, tuple[str, np.ndarray]]:
-    """`{stage: (block name, gates (N, C))}` for the last SE block of each stage."""
-    found: dict[str, tuple[str, np.ndarray]] = {}
+def stage_gates(inter: dict[str, Any], max_panels: int = 4
+                ) -> dict[str, tuple[str, np.ndarray]]:
+    """`{stage: (block name, gates (N, C))}`: the last SE block of each stage.
+
+    ResNet blocks (`layer{s}_{i}`) group by stage. Networks whose blocks form one numbered
+    sequence (MobileNetV3 `features_N`, with the SE at `features_N/block_M`; ViT `blocks_N`)
+    are cut into up to `max_panels` equal runs of gated blocks, each shown by its last block.
+    """
+    gated = []
     for block in sorted(inter, key=_block_key):
-        gate = inter[block].get("se", {}).get("gate") if isinstance(inter[block], dict) else None
-        if gate is None:
-            continue
-        stage = block.split("_")[0]
-        found[stage] = (block, np.asarray(gate[0]))
-    return found
+        gate = _block_gate(inter[block])
+        if gate is not None:
+            gated.append((block, np.asarray(gate[0])))
+    if all(block.startswith("layer") for block, _ in gated):
+        return {block.split("_")[0]: (block, g) for block, g in gated}
+    count = min(max_panels, len(gated))
+    picks = [gated[round((i + 1) * len(gated) / count) - 1] for i in range(count)]
+    return {block: (block, g) for block, g in picks}
+
+
+def _block_gate(node: Any) -> Any:
+    """The sown gate of a block's attention module (`se/gate`, or `<module>/gate`), or None."""
+    if not isinstance(node, dict):
+        return None
+    if isinstance(node.get("se"), dict) and "gate" in node["se"]:
+        return node["se"]["gate"]
+    return next((child["gate"] for child in node.values()
+                 if isinstance(child, dict) and "gate" in child), None)
 
 
 def _block_key(name: str) -> tuple[int, int]:

@@ -125,7 +125,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
             logits, new_vars = model.apply({"params": params, "batch_stats": state.batch_stats},
                                            x, train=True, mutable=["batch_stats"])
             loss = cross_entropy(logits, labels, num_classes, label_smoothing).mean()
-            return loss, (logits, new_vars["batch_stats"])
+            return loss, (logits, new_vars.get("batch_stats", {}))
 
         dyn = state.dynamic_scale
         if dyn is not None:

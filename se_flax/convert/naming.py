@@ -4,8 +4,9 @@ A Flax module path is the PyTorch module path with every numeric segment glued t
 before it by `_`: `layer1.0.se.fc1` ↔ `layer1_0/se/fc1`, `downsample.0` ↔ `downsample_0`.
 Leaves: conv/linear `weight` ↔ `params/…/kernel`, BatchNorm `weight` ↔ `params/…/scale`,
 `bias` ↔ `params/…/bias`, `running_mean` ↔ `batch_stats/…/mean`, `running_var` ↔
-`batch_stats/…/var`; `num_batches_tracked` has no Flax twin (dropped on import, recreated on
-export).
+`batch_stats/…/var`, `cls_token` ↔ `params/cls_token` and `pos_embed` ↔ `params/pos_embed`
+(same shapes, `(1, 1, C)` / `(1, L, C)`); `num_batches_tracked` has no Flax twin (dropped on
+import, recreated on export).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ FLAX_TO_TORCH_LEAF = {
     (PARAMS, "bias"): "bias",
     (BATCH_STATS, "mean"): "running_mean",
     (BATCH_STATS, "var"): "running_var",
+    # Parameters that are not a layer's (ViT): the same name on both sides, no transposition.
+    (PARAMS, "cls_token"): "cls_token",
+    (PARAMS, "pos_embed"): "pos_embed",
 }
 DROPPED_TORCH_LEAVES = ("num_batches_tracked",)
 

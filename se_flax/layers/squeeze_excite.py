@@ -41,6 +41,7 @@ class SqueezeExcite(nn.Module):
     rd_policy: str = "divisible"
     rd_divisor: int = 8
     min_ratio: int = 8
+    rd_round_limit: float = 0.0
     excite: str = "conv"
     bias: bool = True
     groups: int = 1
@@ -55,7 +56,7 @@ class SqueezeExcite(nn.Module):
         """Bottleneck width after the configured reduction policy."""
         return reduced_channels(module_label(self), self.channels, self.rd_ratio,
                                 self.rd_channels, self.rd_policy, self.rd_divisor,
-                                self.min_ratio)
+                                self.min_ratio, self.rd_round_limit)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:

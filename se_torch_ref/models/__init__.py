@@ -6,6 +6,8 @@ from typing import Any
 
 from torch import nn
 
+from se_spec import mobilenet as mobilenet_spec
+from se_spec import vit as vit_spec
 from se_spec.models import (
     FLAX_ONLY_OPTIONS,
     check_option_names,
@@ -13,10 +15,14 @@ from se_spec.models import (
     model_spec,
     resolve_options,
 )
+from se_torch_ref.models.mobilenet_v3 import MobileNetV3
 from se_torch_ref.models.r3d import VideoResNet
 from se_torch_ref.models.resnet import ResNet
+from se_torch_ref.models.vit import VisionTransformer
 
-_FAMILIES: dict[str, type[nn.Module]] = {"resnet2d": ResNet, "r3d": VideoResNet}
+_FAMILIES: dict[str, type[nn.Module]] = {"resnet2d": ResNet, "r3d": VideoResNet,
+                                         mobilenet_spec.FAMILY: MobileNetV3,
+                                         vit_spec.FAMILY: VisionTransformer}
 
 __all__ = ["create_model", "list_models"]
 

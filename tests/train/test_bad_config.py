@@ -29,7 +29,7 @@ BAD = {
     "keep_checkpoints": "0", "max_steps": "0", "export": "nah", "progress": "2",
     "tensorboard": "x", "frames": "0", "frame_stride": "0", "workers": "-1",
     "crop": "centre", "eval_resize": "0", "lr_base_batch": "0", "profile_steps": "5:2",
-    "reduction": "0",
+    "reduction": "0", "patch_size": "0",
 }
 
 

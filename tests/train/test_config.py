@@ -127,3 +127,30 @@ def test_video_models_resolve_their_own_stem_and_image_models_the_cifar_one():
     options = TrainConfig(model="se_r3d_18").validate().model_options(101, 3)
     assert options == {"num_classes": 101, "stem": "r3d", "in_chans": 3,
                        "zero_init_last_bn": False}
+
+
+def test_mobilenet_and_vit_on_digits_get_the_smallest_side_they_accept():
+    cfg = TrainConfig(model="mobilenet_v3_small").validate()
+    assert (cfg.stem, cfg.image_size) == ("cifar", 16)
+    cfg = TrainConfig(model="se_vit_tiny_patch16_224").validate()
+    assert (cfg.stem, cfg.image_size) == ("patch", 16)
+    assert cfg.model_options(10, 1)["img_size"] == 16
+    cfg = TrainConfig(model="se_vit_tiny_patch16_224", patch_size=2).validate()
+    assert cfg.image_size == 8
+    options = TrainConfig(model="se_vit_tiny_patch16_224", patch_size=4,
+                          image_size=32).validate().model_options(10, 1)
+    assert (options["img_size"], options["patch_size"]) == (32, 4)
+    assert TrainConfig().validate().image_size is None  # ResNets keep the stored 8x8
+
+
+@pytest.mark.parametrize("overrides,fragment", [
+    ({"model": "se_resnet18", "patch_size": 4}, "patch_size=4 is invalid; expected no "
+                                               "patch_size for se_resnet18"),
+    ({"model": "vit_tiny_patch16_224", "image_size": 40}, "img_size=40 is not a multiple of "
+                                                          "patch_size=16"),
+    ({"model": "vit_tiny_patch16_224", "dataset": "cifar10"}, "image_size=None is invalid for "
+                                                              "vit_tiny_patch16_224"),
+])
+def test_bad_vit_options_name_the_option(overrides, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")):
+        TrainConfig(**overrides).validate()

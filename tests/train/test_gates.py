@@ -70,3 +70,22 @@ def test_a_short_run_is_analysed(tmp_path, capsys):
 def test_a_directory_without_a_run_is_named():
     with pytest.raises(ConfigError, match="has no config.json"):
         analyse("/nonexistent/run")
+
+
+def test_gate_stages_of_resnet_mobilenet_and_vit_intermediates():
+    from train.export import stage_gates
+
+    def g(c):
+        return (np.full((2, c), 0.5, np.float32),)
+
+    resnet = {f"layer{s}_{i}": {"se": {"gate": g(8 * s)}} for s in (1, 2) for i in (0, 1)}
+    assert {k: v[0] for k, v in stage_gates(resnet).items()} == {"layer1": "layer1_1",
+                                                                 "layer2": "layer2_1"}
+    # MobileNetV3: the SE is a block's `block_M` child, only in some blocks.
+    mobilenet = {f"features_{i}": {"block_2": {"gate": g(i)}} for i in (4, 5, 6, 11, 12)}
+    mobilenet["features_2"] = {}
+    stages = stage_gates(mobilenet, max_panels=4)
+    assert list(stages) == ["features_4", "features_5", "features_11", "features_12"]
+    assert stages["features_12"][1].shape == (2, 12)
+    vit = {f"blocks_{i}": {"se": {"gate": g(16)}} for i in range(12)}
+    assert list(stage_gates(vit)) == ["blocks_2", "blocks_5", "blocks_8", "blocks_11"]
