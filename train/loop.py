@@ -358,7 +358,11 @@ class Profiler:
 
 
 def finish(run: RunContext) -> RunResult:
-    """Export, parity check and gate plot (a complete run), summary; returns the result."""
+    """Export, parity check and gate plot, summary; returns the result.
+
+    Runs when the loop reached its last step: the end of the schedule or `max_steps` (an
+    interrupted run raises `Interrupted` before this and exports nothing).
+    """
     cfg, lead, skipped = run.cfg, run.lead, run.metrics.skipped
     state = run.driver.unreplicate(run.state)
     result = RunResult(run.end, run.last_eval.get("accuracy"), run.last_eval.get("loss"),
@@ -367,7 +371,7 @@ def finish(run: RunContext) -> RunResult:
     if lead and cfg.dtype == "float16":
         print(f"float16 loss scaling skipped {skipped} of {run.end - run.start} steps "
               "(gradients overflowed; those updates were not applied)")
-    if lead and cfg.export and run.end == run.total:
+    if lead and cfg.export:
         n = min(len(run.dataset.eval),
                 EXPORT_CLIPS if run.dataset.is_video else EXPORT_EXAMPLES)
         images, labels = run.dataset.eval.get(np.arange(n))
