@@ -3,7 +3,8 @@
 A Selective Kernel unit runs parallel 3x3 convolution paths with growing dilation (a dilated 3x3
 stands in for the paper's 5x5), fuses them by summing, squeezes the sum to a descriptor, reduces
 it (`fc_reduce` + BatchNorm + ReLU), selects per-path logits (`fc_select`) and mixes the paths
-with a softmax over paths. The selection weights `(N, paths, C)` are recorded like the SE gates.
+with a softmax over paths. The selection weights `(N, paths, C)` are recorded like the SE gates
+(`se_spec.variables.SELECTION`).
 
 timm's variant also offers `split_input`: the input channels are divided evenly between the
 paths (each path sees `C_in / paths` channels), which keeps the parameter count of a plain
@@ -16,9 +17,6 @@ from dataclasses import dataclass
 
 from se_spec.attention import make_divisible
 from se_spec.validation import check_positive_int
-
-SELECTION = "selection"  # the name the selection weights are recorded under (Flax `sow`)
-TORCH_SELECTION_ATTR = "last_selection"  # ... and the PyTorch attribute holding them
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ attention module of each block:
 
 - `timm`: attention modules under `se.`: `layer1.0.se.fc1.weight` / `.bias` (1x1 convs with
   bias, timm's `SEModule`), `se.conv` (ECA), `se.fc` (EffectiveSE), `se.channel.fc1` /
-  `se.spatial.conv` (CBAM). Detected by any `se.` module.
+  `se.spatial.conv` (CBAM). Detected by any `se.` module, or by Selective Kernel units
+  (`layer1.0.conv1.paths.0.conv`, `layer1.0.conv1.attn.fc_select`; timm's `skresnet*`).
 - `torchvision`: no attention modules (torchvision's `resnet*`). Detected by no `se.` module.
 - `article`: the article's `SE_Block`, `se.fc = nn.Sequential(Linear, ReLU, Linear, Sigmoid)`
   without bias: `layer1.0.se.fc.0.weight` `(C/r, C)` and `se.fc.2.weight` `(C, C/r)`.
@@ -34,6 +35,7 @@ ARTICLE_SE_RENAMES: tuple[tuple[str, str], ...] = (
 )
 
 _ATTENTION = re.compile(r"(?:^|\.)se\.")
+_SELECTIVE_KERNEL = re.compile(r"(?:^|\.)attn\.fc_select\.")
 _ARTICLE_FC = re.compile(r"(?:^|\.)fc\.[02]\.weight$")
 _TIMM_FC = re.compile(r"(?:^|\.)fc[12]\.weight$")
 _SE_FC = re.compile(r"^(?P<prefix>(?:.*\.)?)fc(?P<index>[12])\.(?P<leaf>[^.]+)$")
@@ -63,8 +65,8 @@ def detect_layout(keys: Iterable[str]) -> str:
                               ["convert one layout at a time, or pass layout= explicitly"])
     if article:
         return "article"
-    attention = any(_ATTENTION.search(k) for k in keys) or bool(timm)
-    return "timm" if attention else "torchvision"
+    attention = any(_ATTENTION.search(k) or _SELECTIVE_KERNEL.search(k) for k in keys)
+    return "timm" if attention or timm else "torchvision"
 
 
 def import_renames(layout: str) -> tuple[tuple[str, str], ...]:
