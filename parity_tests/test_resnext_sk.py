@@ -125,3 +125,21 @@ def test_conversion_round_trip_is_bit_exact(name):
 def test_bad_options_are_named(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_folding_pairs_the_selection_bottleneck_like_pytorch():
+    """Both frameworks fold `attn.fc_reduce` + `attn.bn` (and every conv + BatchNorm) alike."""
+    import se_torch_ref
+    from parity_tests.harness import torch_state_dict
+    from se_flax import create_model
+    from se_flax.folding import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = randomize_(tm.create_model("sk_resnet18", num_classes=10)).eval()
+    folded = torch_state_dict(se_torch_ref.fold_batchnorm(model))
+    assert "layer1.0.conv1.attn.fc_reduce.bias" in folded
+    ours = flax_to_torch(fold_batchnorm(create_model("sk_resnet18", num_classes=10),
+                                        torch_to_flax(torch_state_dict(model), "sk_resnet18")))
+    assert set(ours) == set(folded)
+    for key, value in folded.items():
+        assert np.array_equal(ours[key], value), key

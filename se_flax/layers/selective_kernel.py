@@ -4,9 +4,11 @@ Parallel 3x3 paths (conv + BatchNorm + ReLU, path `i` dilated by `dilations[i]`)
 summing, squeezed by a global mean, reduced (`attn/fc_reduce` + `attn/bn` + ReLU), turned into
 per-path logits (`attn/fc_select`) and mixed by a softmax over paths. Module names follow timm's
 keys through `se_flax.convert.naming`: `paths_0/conv`, `paths_0/bn`, `attn/fc_reduce`,
-`attn/bn`, `attn/fc_select`. The squeeze and the selection run in float32 whatever `dtype` the
-network computes in; the selection weights `(N, paths, C)` are recorded with
-`sow("intermediates", "selection", w)`. Options and widths: `se_spec.selective_kernel`.
+`attn/bn`, `attn/fc_select` (1x1 convs on the squeezed `(N, 1, 1, C)` map, so that BatchNorm
+folding pairs `fc_reduce` with `attn/bn` as PyTorch's does). The squeeze and the selection run
+in float32 whatever `dtype` the network computes in; the selection weights `(N, paths, C)` are
+recorded with `sow("intermediates", "selection", w)`. Options and widths:
+`se_spec.selective_kernel`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import jax.numpy as jnp
 from se_flax.layers.functional import at_least_fp32, spatial_mean
 from se_flax.layers.labels import module_label
 from se_flax.layers.norm import BatchNorm
-from se_flax.layers.pointwise import Pointwise
 from se_spec.selective_kernel import attention_channels, check_selective_kernel
 from se_spec.variables import SELECTION
 
@@ -75,11 +76,12 @@ class SelectiveKernelAttn(nn.Module):
         fused = at_least_fp32(ys[0])
         for y in ys[1:]:
             fused = fused + at_least_fp32(y)
-        s = Pointwise(self.attn_channels, "conv", use_bias=False, kernel_init=conv_init,
-                      name="fc_reduce")(spatial_mean(fused))
+        s = spatial_mean(fused)[:, None, None, :]  # (N, 1, 1, C): 1x1 convs, as in PyTorch
+        s = nn.Conv(self.attn_channels, (1, 1), use_bias=False, kernel_init=conv_init,
+                    name="fc_reduce")(s)
         s = self.norm(use_running_average=not train, axis_name=self.axis_name, name="bn")(s)
-        s = Pointwise(self.channels * self.paths, "conv", use_bias=False, kernel_init=conv_init,
-                      name="fc_select")(nn.relu(s))
+        s = nn.Conv(self.channels * self.paths, (1, 1), use_bias=False, kernel_init=conv_init,
+                    name="fc_select")(nn.relu(s))
         return jax.nn.softmax(s.reshape(s.shape[0], self.paths, self.channels), axis=1)
 
 
