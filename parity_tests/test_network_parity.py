@@ -14,8 +14,8 @@ SLOW_GRADS = ("resnet50", "se_article_resnet50", "eca_resnet50", "cbam_resnet50"
               "ese_resnet50", "r3d_34", "se_r3d_34")
 # ResNeXt and Selective Kernel networks: one model per family runs by default at small inputs
 # (test_resnext_and_sk_parity); the full-size runs of all of them are slow.
-SLOW_ALL = ("resnext50_32x4d", "se_resnext50_32x4d", "sk_resnet18", "sk_resnet34",
-            "sk_resnext50_32x4d")
+SLOW_ALL = ("resnext50_32x4d", "se_resnext50_32x4d", "se_resnext101_32x4d", "sk_resnet18",
+            "sk_resnet34", "sk_resnext50_32x4d")
 
 
 def _marks(name: str, mode: str):
