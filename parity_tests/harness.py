@@ -27,7 +27,7 @@ import torch
 
 from se_flax.convert import flax_name, flax_to_torch, torch_to_flax
 from se_spec.tolerances import EVAL_TOL, TRAIN_TOL, scaled_error
-from se_spec.variables import BATCH_STATS, INTERMEDIATES, TORCH_GATE_ATTRS
+from se_spec.variables import BATCH_STATS, INTERMEDIATES, SAME_LAYOUT_GATES, TORCH_GATE_ATTRS
 
 
 @dataclass
@@ -104,7 +104,9 @@ def _torch_gates(module: torch.nn.Module) -> dict[tuple[str, ...], np.ndarray]:
         for attr, leaf in TORCH_GATE_ATTRS.items():
             value = getattr(sub, attr, None)
             if isinstance(value, torch.Tensor):
-                gates[(*flax_name(name), leaf)] = channels_last(value.detach().numpy())
+                value = value.detach().numpy()
+                gates[(*flax_name(name), leaf)] = (value if leaf in SAME_LAYOUT_GATES
+                                                   else channels_last(value))
     return gates
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from se_spec import mobilenet, vit
+from se_spec.selective_kernel import SelectiveKernelSpec
 from se_spec.validation import check_choice, check_positive_int, lookup
 from se_spec.variants import VARIANT_SPECS
 
@@ -54,12 +55,52 @@ def check_option_names(name: str, kwargs: dict[str, Any], extra: tuple[str, ...]
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Architecture of one registered name."""
+    """Architecture of one registered name.
+
+    `cardinality` and `base_width` make a Bottleneck a ResNeXt one (Xie et al., CVPR 2017): its
+    3x3 conv has `cardinality` groups and `block_width(planes, base_width, cardinality)`
+    channels. `sk` puts a Selective Kernel unit in place of the BasicBlock's first 3x3 conv or
+    the Bottleneck's 3x3 conv (Li et al., CVPR 2019; timm's `skresnet*`).
+    """
 
     block: str
     layers: tuple[int, ...]
     attn: str
     family: str = "resnet2d"
+    cardinality: int = 1
+    base_width: int = 64
+    sk: SelectiveKernelSpec | None = None
+
+    def architecture(self) -> dict[str, Any]:
+        """Constructor arguments of the family's network; ResNeXt/SK ones only where set."""
+        arch: dict[str, Any] = {"block": self.block, "layers": self.layers}
+        if (self.cardinality, self.base_width) != (1, 64):
+            arch.update(cardinality=self.cardinality, base_width=self.base_width)
+        if self.sk is not None:
+            arch["sk"] = self.sk
+        return arch
+
+
+def block_width(module: str, planes: int, base_width: int = 64, cardinality: int = 1,
+                bottleneck: bool = True) -> int:
+    """Width of a block's grouped 3x3 conv: `int(planes * base_width / 64) * cardinality`.
+
+    The ResNeXt rule of torchvision and timm (`resnext50_32x4d`: 128 channels in 32 groups of 4
+    in layer1). BasicBlocks have no bottleneck to widen: they need the defaults (1, 64).
+    """
+    check_positive_int(module, "cardinality", cardinality)
+    check_positive_int(module, "base_width", base_width)
+    if not bottleneck:
+        if (cardinality, base_width) != (1, 64):
+            raise ValueError(f"{module}: cardinality={cardinality}, base_width={base_width} with "
+                             "block='basic'; expected cardinality=1 and base_width=64 (grouped "
+                             "3x3 convs need block='bottleneck')")
+        return planes
+    width = int(planes * base_width / 64) * cardinality
+    if width < 1:
+        raise ValueError(f"{module}: base_width={base_width} gives a 3x3 conv of {width} "
+                         f"channels for planes={planes}; expected base_width >= {-(-64 // planes)}")
+    return width
 
 
 def _register() -> dict[str, ModelSpec]:
@@ -74,9 +115,27 @@ def _register() -> dict[str, ModelSpec]:
     for prefix, attn in (("", NO_ATTENTION), ("se_", "se")):
         for depth in (18, 34):
             specs[f"{prefix}r3d_{depth}"] = ModelSpec("basic", DEPTHS[depth][1], attn, "r3d")
+    specs.update(_register_resnext_sk())
     for family in (mobilenet, vit):  # `block` names the family's configuration
         specs.update({n: ModelSpec(*spec, family.FAMILY) for n, spec in family.MODELS.items()})
     return specs
+
+
+def _register_resnext_sk() -> dict[str, ModelSpec]:
+    """ResNeXt (torchvision), SE-ResNeXt and SK-ResNet/ResNeXt (timm), with timm's SK options."""
+    layers = {depth: DEPTHS[depth][1] for depth in DEPTHS}
+    x32 = {"cardinality": 32, "base_width": 4}
+    sk_basic = SelectiveKernelSpec(rd_ratio=1 / 8, rd_divisor=16, split_input=True)
+    sk_next = SelectiveKernelSpec(rd_ratio=1 / 16, rd_divisor=32, split_input=False)
+    return {
+        "resnext50_32x4d": ModelSpec("bottleneck", layers[50], NO_ATTENTION, **x32),
+        "se_resnext50_32x4d": ModelSpec("bottleneck", layers[50], "se", **x32),
+        "se_resnext101_32x4d": ModelSpec("bottleneck", layers[101], "se", **x32),
+        "sk_resnet18": ModelSpec("basic", layers[18], NO_ATTENTION, sk=sk_basic),
+        "sk_resnet34": ModelSpec("basic", layers[34], NO_ATTENTION, sk=sk_basic),
+        "sk_resnext50_32x4d": ModelSpec("bottleneck", layers[50], NO_ATTENTION, sk=sk_next,
+                                        **x32),
+    }
 
 
 MODEL_SPECS: dict[str, ModelSpec] = _register()
@@ -128,7 +187,7 @@ def resolve_options(name: str, *, num_classes: int | None = None, stem: str | No
             raise ValueError(f"{name}: zero_init_last_bn=True is invalid; expected False (a "
                              "ViT has no BatchNorm)")
         family_options = vit.resolve_vit_options(name, **family_options)
-    return {"block": spec.block, "layers": spec.layers, "num_classes": num_classes,
+    return {**spec.architecture(), "num_classes": num_classes,
             "stem": stem, "attn": attn, "attn_kwargs": dict(attn_kwargs or {}),
             "zero_init_last_bn": zero_init_last_bn, "in_chans": in_chans, **family_options}
 

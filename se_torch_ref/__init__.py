@@ -10,9 +10,10 @@ from se_torch_ref.eca import ECA
 from se_torch_ref.effective_se import EffectiveSE
 from se_torch_ref.folding import fold_batchnorm
 from se_torch_ref.models import create_model, list_models
+from se_torch_ref.selective_kernel import SelectiveKernel
 from se_torch_ref.squeeze_excite import SqueezeExcite
 from se_torch_ref.variants import ATTENTION_VARIANTS, create_attention
 from se_torch_ref.widen import widen_se
 
-__all__ = ["ATTENTION_VARIANTS", "CBAM", "ECA", "EffectiveSE", "SqueezeExcite",
+__all__ = ["ATTENTION_VARIANTS", "CBAM", "ECA", "EffectiveSE", "SelectiveKernel", "SqueezeExcite",
            "create_attention", "create_model", "fold_batchnorm", "list_models", "widen_se"]

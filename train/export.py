@@ -8,7 +8,9 @@
   `max|Δ| / max(1, max|torch|)` against the eval tolerance of `se_spec.tolerances`.
 * `gates.png` — the article's channel-weight visualisation done on the SE gate `s` (the sigmoid
   output, `(N, C)`), not on the rescaled feature map: for the last block of each stage, the mean
-  gate of every channel per class, over the evaluation images.
+  gate of every channel per class, over the evaluation images. Selective Kernel networks add
+  one panel per stage for the selection weights: the weight of the first (3x3) path, `(N, C)`
+  (the other path's is one minus it with two paths).
 
 Video models (`r3d_*`, clips `(N, T, H, W, C)`) go through the same three steps; the reference
 model gets the clips as `(N, C, T, H, W)`.
@@ -26,6 +28,7 @@ import numpy as np
 from se_flax.convert import flax_to_torch
 from se_flax.models import create_model
 from se_spec.tolerances import EVAL_TOL, scaled_error
+from se_spec.variables import SELECTION
 from train.augment import normalize
 
 
@@ -87,17 +90,28 @@ def stage_gates(inter: dict[str, Any], max_panels: int = 4
                 ) -> dict[str, tuple[str, np.ndarray]]:
     """`{stage: (block name, gates (N, C))}`: the last SE block of each stage.
 
-    ResNet blocks (`layer{s}_{i}`) group by stage. Networks whose blocks form one numbered
-    sequence (MobileNetV3 `features_N`, with the SE at `features_N/block_M`; ViT `blocks_N`)
-    are cut into up to `max_panels` equal runs of gated blocks, each shown by its last block.
+    ResNet blocks (`layer{s}_{i}`) group by stage; Selective Kernel units add
+    `{"<stage> selection": (block, w[:, 0, :])}`, the weight of the first path (the undilated
+    3x3) per channel from the selection weights `(N, paths, C)`. Networks whose blocks form one
+    numbered sequence (MobileNetV3 `features_N`, with the SE at `features_N/block_M`; ViT
+    `blocks_N`) are cut into up to `max_panels` equal runs of gated blocks, each shown by its
+    last block.
     """
-    gated = []
+    gated, found = [], {}
     for block in sorted(inter, key=_block_key):
         gate = _block_gate(inter[block])
+        stage = block.split("_")[0]
         if gate is not None:
             gated.append((block, np.asarray(gate[0])))
+            if block.startswith("layer"):
+                found[stage] = (block, np.asarray(gate[0]))
+        modules = inter[block] if isinstance(inter[block], dict) else {}
+        for module in modules.values():
+            selection = module.get(SELECTION) if isinstance(module, dict) else None
+            if selection is not None:
+                found[f"{stage} {SELECTION}"] = (block, np.asarray(selection[0])[:, 0, :])
     if all(block.startswith("layer") for block, _ in gated):
-        return {block.split("_")[0]: (block, g) for block, g in gated}
+        return found
     count = min(max_panels, len(gated))
     picks = [gated[round((i + 1) * len(gated) / count) - 1] for i in range(count)]
     return {block: (block, g) for block, g in picks}
@@ -121,7 +135,7 @@ def _block_key(name: str) -> tuple[int, int]:
 
 def plot_gates(gates: dict[str, tuple[str, np.ndarray]], labels: np.ndarray, path: str | Path,
                title: str = "") -> None:
-    """One panel per stage: mean SE gate per channel, one line per class (max 10 classes)."""
+    """One panel per stage (and SK selection): mean gate per channel, one line per class."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,8 +151,10 @@ def plot_gates(gates: dict[str, tuple[str, np.ndarray]], labels: np.ndarray, pat
         ax.plot(channels, g.mean(0), lw=1.6, color="black", label="all")
         ax.set_ylim(0, 1)
         ax.set_xlim(0, g.shape[1] - 1)
-        ax.set_ylabel("gate s")
-        ax.set_title(f"{stage} (block {block}): mean SE gate per channel and class", fontsize=9)
+        selection = stage.endswith(SELECTION)
+        ax.set_ylabel("3x3 path weight" if selection else "gate s")
+        what = "weight of the 3x3 path" if selection else "SE gate"
+        ax.set_title(f"{stage} (block {block}): mean {what} per channel and class", fontsize=9)
     axes[-1, 0].set_xlabel("channel")
     axes[0, 0].legend(ncol=11, fontsize=7, loc="upper right", title="class", title_fontsize=7)
     if title:

@@ -184,9 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"se-gates: {e}", file=sys.stderr)
         return 2
     print(f"{summary['weights']}, {summary['examples']} evaluation examples")
-    print(f"{'stage':<8} {'block':<10} {'channels':>8} {'class specificity':>18}")
+    print(f"{'stage':<16} {'block':<10} {'channels':>8} {'class specificity':>18}")
     for stage, row in summary["stages"].items():
-        print(f"{stage:<8} {row['block']:<10} {row['channels']:>8} "
+        print(f"{stage:<16} {row['block']:<10} {row['channels']:>8} "
               f"{row['class_specificity']:>18.4f}")
     out = Path(summary["out"])
     print(f"wrote {out / 'gates_heatmap.png'}, {out / 'gates.png'}, {out / 'gates.json'}")

@@ -6,8 +6,10 @@ attention module of each block:
 
 - `timm`: attention modules under `se.`: `layer1.0.se.fc1.weight` / `.bias` (1x1 convs with
   bias, timm's `SEModule`), `se.conv` (ECA), `se.fc` (EffectiveSE), `se.channel.fc1` /
-  `se.spatial.conv` (CBAM). Detected by any `se.` module.
-- `torchvision`: no attention modules (torchvision's `resnet*`). Detected by no `se.` module.
+  `se.spatial.conv` (CBAM). Detected by any `se.` module, or by Selective Kernel units
+  (`layer1.0.conv1.paths.0.conv`, `layer1.0.conv1.attn.fc_select`; timm's `skresnet*`).
+- `torchvision`: no attention modules (torchvision's `resnet*`, `resnext*`). Detected by no
+  `se.` module and no Selective Kernel unit.
 - `article`: the article's `SE_Block`, `se.fc = nn.Sequential(Linear, ReLU, Linear, Sigmoid)`
   without bias: `layer1.0.se.fc.0.weight` `(C/r, C)` and `se.fc.2.weight` `(C, C/r)`.
   Detected by `fc.0.weight` / `fc.2.weight` keys.
@@ -34,6 +36,7 @@ ARTICLE_SE_RENAMES: tuple[tuple[str, str], ...] = (
 )
 
 _ATTENTION = re.compile(r"(?:^|\.)se\.")
+_SELECTIVE_KERNEL = re.compile(r"(?:^|\.)(?:paths\.\d+|attn)\.")
 _ARTICLE_FC = re.compile(r"(?:^|\.)fc\.[02]\.weight$")
 _TIMM_FC = re.compile(r"(?:^|\.)fc[12]\.weight$")
 _SE_FC = re.compile(r"^(?P<prefix>(?:.*\.)?)fc(?P<index>[12])\.(?P<leaf>[^.]+)$")
@@ -63,8 +66,8 @@ def detect_layout(keys: Iterable[str]) -> str:
                               ["convert one layout at a time, or pass layout= explicitly"])
     if article:
         return "article"
-    attention = any(_ATTENTION.search(k) for k in keys) or bool(timm)
-    return "timm" if attention else "torchvision"
+    attention = any(_ATTENTION.search(k) or _SELECTIVE_KERNEL.search(k) for k in keys)
+    return "timm" if attention or timm else "torchvision"
 
 
 def import_renames(layout: str) -> tuple[tuple[str, str], ...]:
@@ -83,12 +86,14 @@ def export_layout(state_dict: Mapping[str, np.ndarray], layout: str) -> dict[str
     if layout == "timm":
         return dict(state_dict)
     if layout == "torchvision":
-        attention = [k for k in state_dict if _ATTENTION.search(k)]
+        attention = [k for k in state_dict
+                     if _ATTENTION.search(k) or _SELECTIVE_KERNEL.search(k)]
         if attention:
             raise ConversionError(
                 [f"layout 'torchvision' has no place for {k}" for k in attention],
                 "exporting to the torchvision layout",
-                ["torchvision ResNets have no attention modules; use layout='timm'"])
+                ["torchvision ResNets have no attention modules or Selective Kernel units; "
+                 "use layout='timm'"])
         return dict(state_dict)
     out: dict[str, np.ndarray] = {}
     problems: list[str] = []
@@ -108,7 +113,7 @@ def export_layout(state_dict: Mapping[str, np.ndarray], layout: str) -> dict[str
             matrix = value.reshape(value.shape[:2])
             shapes.setdefault(prefix, {})[m["index"]] = matrix.shape
             out[f"{prefix}fc.{0 if m['index'] == '1' else 2}.weight"] = matrix
-        elif _ATTENTION.search(key):
+        elif _ATTENTION.search(key) or _SELECTIVE_KERNEL.search(key):
             problems.append(f"layout 'article' has no place for {key} (only SE blocks with "
                             "fc1/fc2 exist in the article's layout)")
         else:

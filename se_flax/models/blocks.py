@@ -18,9 +18,10 @@ import jax
 import jax.numpy as jnp
 
 from se_flax.layers.functional import at_least_fp32
+from se_flax.layers.labels import module_label
 from se_flax.layers.norm import BatchNorm
 from se_flax.variants import ATTENTION_VARIANTS
-from se_spec.models import NO_ATTENTION
+from se_spec.models import NO_ATTENTION, block_width
 
 ModuleDef = Any
 Boundary = Callable[[jax.Array], jax.Array] | None
@@ -30,11 +31,15 @@ conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
 def padded_conv(conv_def: ModuleDef, features: int, kernel: Sequence[int],
-                stride: Sequence[int], dtype: Any, name: str) -> nn.Module:
-    """Bias-free convolution with PyTorch's symmetric padding `k // 2` per axis."""
+                stride: Sequence[int], dtype: Any, name: str, groups: int = 1) -> nn.Module:
+    """Bias-free convolution with PyTorch's symmetric padding `k // 2` per axis.
+
+    `groups` is Flax's `feature_group_count` (PyTorch's `groups`); the kernel is
+    `(*k, C_in / groups, C_out)`, PyTorch's `(C_out, C_in / groups, *k)` transposed.
+    """
     padding = [(k // 2, k // 2) for k in kernel]
     return conv_def(features, tuple(kernel), tuple(stride), padding=padding, use_bias=False,
-                    dtype=dtype, kernel_init=conv_init, name=name)
+                    feature_group_count=groups, dtype=dtype, kernel_init=conv_init, name=name)
 
 
 def norm_layer(norm_def: ModuleDef, name: str, train: bool, axis_name: str | None, dtype: Any,
@@ -57,7 +62,11 @@ def attention_factory(attn: str, attn_kwargs: Any, axis_name: str | None, spatia
 
 
 class ResidualBlock(nn.Module):
-    """BasicBlock (`bottleneck=False`) or Bottleneck (expansion 4) with attention `attn`."""
+    """BasicBlock (`bottleneck=False`) or Bottleneck (expansion 4) with attention `attn`.
+
+    A Bottleneck with `cardinality > 1` is ResNeXt's (Xie et al., CVPR 2017): its 3x3 conv has
+    `block_width(planes, base_width, cardinality)` channels in `cardinality` groups.
+    """
 
     planes: int
     stride: int = 1
@@ -70,6 +79,8 @@ class ResidualBlock(nn.Module):
     conv: ModuleDef = nn.Conv
     norm: ModuleDef = BatchNorm
     residual_boundary: Boundary = None
+    cardinality: int = 1
+    base_width: int = 64
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -78,14 +89,17 @@ class ResidualBlock(nn.Module):
             return norm_layer(self.norm, name, train, self.axis_name, self.dtype,
                               last and self.zero_init_last_bn)
 
-        def cv(features: int, kernel: int, stride: int, name: str) -> nn.Module:
+        def cv(features: int, kernel: int, stride: int, name: str, groups: int = 1
+               ) -> nn.Module:
             return padded_conv(self.conv, features, (kernel, kernel), (stride, stride), self.dtype,
-                        name)
+                               name, groups)
 
         out_ch = self.planes * (4 if self.bottleneck else 1)
+        width = block_width(module_label(self), self.planes, self.base_width, self.cardinality,
+                            self.bottleneck)
         if self.bottleneck:
-            y = nn.relu(bn("bn1")(cv(self.planes, 1, 1, "conv1")(x)))
-            y = nn.relu(bn("bn2")(cv(self.planes, 3, self.stride, "conv2")(y)))
+            y = nn.relu(bn("bn1")(cv(width, 1, 1, "conv1")(x)))
+            y = nn.relu(bn("bn2")(cv(width, 3, self.stride, "conv2", self.cardinality)(y)))
             y = bn("bn3", last=True)(cv(out_ch, 1, 1, "conv3")(y))
         else:
             y = nn.relu(bn("bn1")(cv(self.planes, 3, self.stride, "conv1")(x)))

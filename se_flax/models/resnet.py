@@ -1,7 +1,9 @@
 """(SE-)ResNet in Flax linen: He et al., CVPR 2016, with attention per Hu et al., CVPR 2018.
 
-Module names follow the PyTorch keys of timm/torchvision through `se_flax.convert.naming`:
-`conv1`, `bn1`, `layer1_0/conv1`, `layer1_0/se/fc1`, `layer1_0/downsample_0`, `fc`.
+Also ResNeXt (Xie et al., CVPR 2017: `cardinality`, `base_width`) and Selective Kernel networks
+(Li et al., CVPR 2019: `sk`, blocks of `se_flax.models.sk_blocks`). Module names follow the
+PyTorch keys of timm/torchvision through `se_flax.convert.naming`: `conv1`, `bn1`,
+`layer1_0/conv1`, `layer1_0/se/fc1`, `layer1_0/downsample_0`, `fc`.
 Stems: `imagenet` (7x7/2 conv, 3x3/2 max-pool padded with -inf) or `cifar` (3x3/1 conv).
 """
 
@@ -22,11 +24,13 @@ from se_flax.models.blocks import (
     norm_layer,
     padded_conv,
 )
+from se_flax.models.sk_blocks import SelectiveKernelBlock
 from se_spec.models import NO_ATTENTION, check_image
+from se_spec.selective_kernel import SelectiveKernelSpec
 
 
 class ResNet(nn.Module):
-    """ResNet/SE-ResNet; `attn` is an attention variant name or `"none"`."""
+    """ResNet/SE-ResNet/ResNeXt/SK-ResNet; `attn` is an attention variant name or `"none"`."""
 
     block: str = "bottleneck"
     layers: tuple[int, ...] = (3, 4, 6, 3)
@@ -42,6 +46,9 @@ class ResNet(nn.Module):
     conv: ModuleDef = nn.Conv
     norm: ModuleDef = BatchNorm
     residual_boundary: Boundary = None
+    cardinality: int = 1
+    base_width: int = 64
+    sk: SelectiveKernelSpec | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -56,18 +63,22 @@ class ResNet(nn.Module):
         if self.stem == "imagenet":
             x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
         bottleneck = self.block == "bottleneck"
+        extra: dict[str, Any] = {"cardinality": self.cardinality, "base_width": self.base_width}
+        block_cls: type[nn.Module] = ResidualBlock
+        if self.sk is not None:
+            block_cls, extra["sk"] = SelectiveKernelBlock, self.sk
         in_ch = 64
         for stage, blocks in enumerate(self.layers):
             planes = 64 * 2 ** stage
             for i in range(blocks):
                 stride = 2 if stage > 0 and i == 0 else 1
                 out_ch = planes * (4 if bottleneck else 1)
-                x = ResidualBlock(planes, stride, bottleneck,
-                                  downsample=stride != 1 or in_ch != out_ch, attn=attn,
-                                  zero_init_last_bn=self.zero_init_last_bn,
-                                  axis_name=self.axis_name, dtype=self.dtype,
-                                  conv=self.conv, norm=self.norm,
-                                  residual_boundary=self.residual_boundary,
-                                  name=f"layer{stage + 1}_{i}")(x, train)
+                x = block_cls(planes, stride, bottleneck,
+                              downsample=stride != 1 or in_ch != out_ch, attn=attn,
+                              zero_init_last_bn=self.zero_init_last_bn,
+                              axis_name=self.axis_name, dtype=self.dtype,
+                              conv=self.conv, norm=self.norm,
+                              residual_boundary=self.residual_boundary, **extra,
+                              name=f"layer{stage + 1}_{i}")(x, train)
                 in_ch = out_ch
         return nn.Dense(self.num_classes, name="fc")(global_pool(x))

@@ -1,8 +1,10 @@
-"""(SE-)ResNet reference in PyTorch with timm's/torchvision's exact state-dict layout.
+"""(SE-)ResNet and ResNeXt reference in PyTorch with timm's/torchvision's state-dict layout.
 
 Keys: `conv1`, `bn1`, `layer{1-4}.{i}.conv{1,2,3}`, `.bn{1,2,3}`, `.se.*` (attention after the
-last BatchNorm, before the residual add), `.downsample.0/1`, `fc`. timm `seresnet*` and
-torchvision `resnet*` checkpoints load with `strict=True`.
+last BatchNorm, before the residual add), `.downsample.0/1`, `fc`. timm `seresnet*`,
+`seresnext*` and torchvision `resnet*`, `resnext*` checkpoints load with `strict=True`. ResNeXt
+(Xie et al., CVPR 2017) groups the Bottleneck's 3x3 conv (`groups=cardinality`); Selective
+Kernel networks use the blocks of `se_torch_ref.models.sk_blocks`.
 """
 
 from __future__ import annotations
@@ -14,24 +16,31 @@ from typing import Any
 import torch
 from torch import nn
 
-from se_spec.models import NO_ATTENTION, check_image
+from se_spec.models import NO_ATTENTION, block_width, check_image
+from se_spec.selective_kernel import SelectiveKernelSpec
+from se_torch_ref.models.sk_blocks import SelectiveKernelBlock
 from se_torch_ref.variants import ATTENTION_VARIANTS
 
 
 class ResidualBlock(nn.Module):
-    """BasicBlock or Bottleneck (expansion 4, stride on the 3x3 conv) with attention `se`."""
+    """BasicBlock or Bottleneck (expansion 4, stride on the 3x3 conv) with attention `se`.
+
+    A Bottleneck with `cardinality > 1` is ResNeXt's: its 3x3 conv has `cardinality` groups.
+    """
 
     def __init__(self, in_ch: int, planes: int, stride: int, bottleneck: bool,
-                 attn: Callable[..., nn.Module] | None, zero_init_last_bn: bool) -> None:
+                 attn: Callable[..., nn.Module] | None, zero_init_last_bn: bool,
+                 cardinality: int = 1, base_width: int = 64) -> None:
         super().__init__()
         out_ch = planes * (4 if bottleneck else 1)
+        width = block_width("ResidualBlock", planes, base_width, cardinality, bottleneck)
         self.bottleneck = bottleneck
         if bottleneck:
-            self.conv1 = nn.Conv2d(in_ch, planes, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(planes)
-            self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(planes)
-            self.conv3 = nn.Conv2d(planes, out_ch, 1, bias=False)
+            self.conv1 = nn.Conv2d(in_ch, width, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(width)
+            self.conv2 = nn.Conv2d(width, width, 3, stride, 1, groups=cardinality, bias=False)
+            self.bn2 = nn.BatchNorm2d(width)
+            self.conv3 = nn.Conv2d(width, out_ch, 1, bias=False)
             self.bn3 = nn.BatchNorm2d(out_ch)
             last_bn = self.bn3
         else:
@@ -69,12 +78,16 @@ class ResidualBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """ResNet/SE-ResNet; `attn` is an attention variant name or `"none"`."""
+    """ResNet/SE-ResNet/ResNeXt/SK-ResNet; `attn` is an attention variant name or `"none"`.
+
+    `cardinality`/`base_width`: ResNeXt Bottlenecks; `sk`: Selective Kernel blocks.
+    """
 
     def __init__(self, block: str = "bottleneck", layers: tuple[int, ...] = (3, 4, 6, 3),
                  num_classes: int = 1000, stem: str = "imagenet", attn: str = NO_ATTENTION,
                  attn_kwargs: dict[str, Any] | None = None, zero_init_last_bn: bool = False,
-                 in_chans: int = 3, model_name: str = "ResNet") -> None:
+                 in_chans: int = 3, model_name: str = "ResNet", cardinality: int = 1,
+                 base_width: int = 64, sk: SelectiveKernelSpec | None = None) -> None:
         super().__init__()
         self.model_name, self.stem, self.in_chans = model_name, stem, in_chans
         make_attn = None
@@ -93,8 +106,14 @@ class ResNet(nn.Module):
             planes, stage_blocks = 64 * 2 ** stage, []
             for i in range(blocks):
                 stride = 2 if stage > 0 and i == 0 else 1
-                stage_blocks.append(ResidualBlock(in_ch, planes, stride, bottleneck, make_attn,
-                                                  zero_init_last_bn))
+                if sk is None:
+                    stage_blocks.append(ResidualBlock(in_ch, planes, stride, bottleneck,
+                                                      make_attn, zero_init_last_bn,
+                                                      cardinality, base_width))
+                else:
+                    stage_blocks.append(SelectiveKernelBlock(
+                        in_ch, planes, stride, bottleneck, make_attn, zero_init_last_bn, sk,
+                        cardinality, base_width))
                 in_ch = planes * (4 if bottleneck else 1)
             self.add_module(f"layer{stage + 1}", nn.Sequential(*stage_blocks))
         self.fc = nn.Linear(in_ch, num_classes)

@@ -89,3 +89,15 @@ def test_gate_stages_of_resnet_mobilenet_and_vit_intermediates():
     assert stages["features_12"][1].shape == (2, 12)
     vit = {f"blocks_{i}": {"se": {"gate": g(16)}} for i in range(12)}
     assert list(stage_gates(vit)) == ["blocks_2", "blocks_5", "blocks_8", "blocks_11"]
+
+
+def test_selective_kernel_selections_are_plotted_as_the_3x3_path_weight():
+    from train.export import stage_gates
+
+    w = np.random.default_rng(0).dirichlet([1, 1], size=(4, 8)).transpose(0, 2, 1)  # (N, 2, C)
+    inter = {"layer1_0": {"conv1": {"selection": (w,)}},
+             "layer1_1": {"conv1": {"selection": (w * 0 + 0.5,)}, "se": {"gate": (w[:, 0],)}}}
+    found = stage_gates(inter)
+    assert list(found) == ["layer1 selection", "layer1"]
+    block, g = found["layer1 selection"]
+    assert block == "layer1_1" and g.shape == (4, 8) and np.all(g == 0.5)
