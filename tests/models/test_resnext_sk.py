@@ -56,16 +56,6 @@ def test_selection_weights_are_recorded_per_block_in_float32():
                                                                      "fc_select"}
 
 
-def test_selection_is_a_softmax_over_paths():
-    layer = SelectiveKernel(16, dilations=(1, 2, 3), split_input=False)
-    x = jax.random.normal(jax.random.PRNGKey(1), (2, 6, 6, 8))
-    variables = jax.jit(layer.init)(jax.random.PRNGKey(0), x)
-    y, state = jax.jit(lambda v, x: layer.apply(v, x, mutable=["intermediates"]))(variables, x)
-    w = state["intermediates"]["selection"][0]
-    assert y.shape == (2, 6, 6, 16) and w.shape == (2, 3, 16)
-    assert jnp.allclose(w.sum(axis=1), 1.0, atol=1e-6) and bool((w > 0).all())
-
-
 @pytest.mark.parametrize("module,shape,message", [
     (SelectiveKernel(48, groups=5), (1, 8, 8, 32),
      r"SelectiveKernel: groups=5 must divide each path's input \(16 channels\) and "
