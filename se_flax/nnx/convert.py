@@ -78,5 +78,5 @@ def linen_to_nnx(model: nnx.Module, variables: Mapping[str, Any]) -> nnx.Module:
 
 def nnx_to_linen(model: nnx.Module) -> dict[str, Any]:
     """The Linen variables `{"params": …, "batch_stats": …}` holding `model`'s arrays."""
-    flat = {key: var[...] for key, (_, var) in _model_variables(model).items()}
+    flat = {key: var.get_value() for key, (_, var) in _model_variables(model).items()}
     return unflatten(flat)

@@ -52,11 +52,10 @@ class VideoResNet(nnx.Module):
                  zero_init_last_bn: bool, in_chans: int, builder: Layers, model_name: str, *,
                  rngs: nnx.Rngs) -> None:
         del block  # always the 3D BasicBlock
-        self.model_name, self.stem, self.in_chans = model_name, stem, in_chans
+        self.model_name, self.stem_name, self.in_chans = model_name, stem, in_chans
         self.dtype, self.num_stages = builder.dtype, len(layers)
         self.stem = nnx.List([builder.conv(in_chans, 64, (3, 7, 7), (1, 2, 2), rngs),
                               builder.norm(64, rngs=rngs)])
-        self.stem_name = stem
         in_ch = 64
         for stage, blocks in enumerate(layers):
             planes, stage_blocks = 64 * 2 ** stage, []
