@@ -138,7 +138,8 @@ def test_a_plain_call_records_nothing_and_warns_nothing():
         se(jnp.ones((2, 4, 4, 16)))
     assert jax.tree.structure(nnx.state(se)) == before
     _, caps = nnx.capture(se, nnx.Intermediate)(jnp.ones((2, 4, 4, 16)))
-    assert caps["gate"].get_value()[0].shape == (2, 16) and caps["spatial_gate"].get_value()[0].shape[-1] == 1
+    assert caps["gate"].get_value()[0].shape == (2, 16)
+    assert caps["spatial_gate"].get_value()[0].shape == (2, 4, 4, 1)
 
 
 def test_bf16_compute_keeps_fp32_params_and_gate():
