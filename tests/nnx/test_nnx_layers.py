@@ -51,12 +51,14 @@ def _nnx_apply(model, x, train):
     return y, gates, snnx.nnx_to_linen(model).get("batch_stats")
 
 
-CASES = [(v, 2, {}) for v in se_flax.ATTENTION_VARIANTS] + [
+SLOW_CASES = [
     ("se", 1, {}), ("se", 3, {}), ("se_article", 3, {}), ("cbam", 3, {}),
     ("se", 2, {"rd_channels": 6, "act": "gelu", "gate": "hard_sigmoid", "bias": False}),
     ("effective_se", 2, {"add_maxpool": True, "excite": "linear"}),
     ("eca", 1, {"kernel_size": 5}),
 ]
+CASES = [(v, 2, {}) for v in se_flax.ATTENTION_VARIANTS] + [
+    pytest.param(*case, marks=pytest.mark.slow) for case in SLOW_CASES]
 
 
 @pytest.mark.parametrize("variant,rank,kwargs", CASES)

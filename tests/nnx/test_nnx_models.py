@@ -79,8 +79,8 @@ def _count(tree):
     return sum(int(np.prod(a.shape)) for a in jax.tree.leaves(tree))
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=(pytest.mark.slow,) if n.endswith(
-    ("101", "152")) else ()) for n in snnx.list_models()])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n.endswith("18") else
+                                               (pytest.mark.slow,)) for n in snnx.list_models()])
 def test_parameter_count_and_shapes_equal_the_linen_twin(name):
     x = jax.ShapeDtypeStruct(_input(name).shape, jnp.float32)
     linen = se_flax.create_model(name, **_options(name))
