@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from se_flax.convert.naming import flatten, flax_name
+from se_flax.convert.naming import flatten, flax_name, unflatten
 from se_flax.nnx import linen_to_nnx, nnx_to_linen
 from se_spec.tolerances import scaled_error
 
@@ -22,13 +22,28 @@ def randomize_batch_stats(variables: dict, seed: int = 1) -> dict:
     for path, a in flat.items():
         r = rng.random(a.shape) if path[-1] == "var" else rng.standard_normal(a.shape) * 0.1
         flat[path] = jnp.asarray((r + 0.5) if path[-1] == "var" else r, a.dtype)
-    from se_flax.convert.naming import unflatten
     return {**variables, "batch_stats": unflatten(flat)}
 
 
 def linen_twin(module: Any, x: jax.Array, seed: int = 0) -> dict:
-    """Linen variables of `module` for input `x`, with random running statistics."""
-    return randomize_batch_stats(jax.jit(module.init)(jax.random.PRNGKey(seed), x))
+    """Random Linen variables of `module` for input `x` (NumPy: no init program to compile).
+
+    Kernels ~ N(0, 1/fan_in), BatchNorm scales 1 + N(0, 0.1), biases N(0, 0.1), running
+    statistics as `randomize_batch_stats`.
+    """
+    shapes = flatten(jax.eval_shape(module.init, jax.random.PRNGKey(seed), x))
+    rng = np.random.default_rng(seed)
+    values = {}
+    for path, a in shapes.items():
+        n = rng.standard_normal(a.shape)
+        if path[-1] == "kernel":
+            n = n / np.sqrt(max(1, int(np.prod(a.shape[:-1]))))
+        elif path[-1] == "scale":
+            n = 1 + 0.1 * n
+        else:
+            n = 0.1 * n
+        values[path] = jnp.asarray(n, a.dtype)
+    return randomize_batch_stats(unflatten(values), seed + 1)
 
 
 def linen_run(module: Any, variables: dict, x: jax.Array, train: bool) -> tuple:
