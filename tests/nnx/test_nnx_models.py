@@ -43,8 +43,8 @@ def test_nnx_lists_every_linen_model_of_its_families():
     assert snnx.list_models() == names and len(names) == 22
 
 
-def _twins(name):
-    x, options = _input(name), _options(name)
+def _twins(name, **extra):
+    x, options = _input(name), _options(name) | extra
     linen = se_flax.create_model(name, **options)
     variables = linen_twin(linen, x)
     model = loaded(nnx.eval_shape(lambda: snnx.create_model(name, **options)), variables)
@@ -63,6 +63,20 @@ def test_eval_and_train_outputs_match_linen_bit_for_bit(name):
             if gates_ref:
                 _exact(differences(gates, gates_ref))
             _exact(differences(stats, stats_ref))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("impl", ["xla", "cpu"])
+def test_each_implementation_matches_its_linen_twin(impl):
+    """`impl` picks the same rewrites in both APIs: train logits, statistics, gradients exact."""
+    with jax.default_matmul_precision("highest"):
+        x, linen, variables, model = _twins("se_resnet50", impl=impl)
+        y_ref, _, stats_ref = linen_run(linen, variables, x, True)
+        y, _, stats = nnx_run(model, x, True)
+        _exact(differences({("logits",): y}, {("logits",): y_ref}))
+        _exact(differences(stats, stats_ref))
+        w = jnp.asarray(np.random.default_rng(1).standard_normal((2, 10)), jnp.float32)
+        _exact(differences(nnx_grads(model, x, w), linen_grads(linen, variables, x, w)))
 
 
 @pytest.mark.slow
