@@ -61,10 +61,9 @@ class Layers:
                         dtype=self.dtype, kernel_init=conv_init,
                         conv_general_dilated=lowering, rngs=rngs)
 
-    def norm(self, features: int, *, zero_scale: bool = False, axis_name: str | None = None,
-             rngs: nnx.Rngs) -> BatchNorm:
+    def norm(self, features: int, *, zero_scale: bool = False, rngs: nnx.Rngs) -> BatchNorm:
         """PyTorch-compatible BatchNorm; `zero_scale` for a block's last BN."""
-        return BatchNorm(features, axis_name=axis_name or self.axis_name, dtype=self.dtype,
+        return BatchNorm(features, axis_name=self.axis_name, dtype=self.dtype,
                          scale_init=nnx.initializers.zeros if zero_scale
                          else nnx.initializers.ones,
                          custom_vjp=self.impl.batchnorm_vjp, rngs=rngs)
