@@ -163,3 +163,9 @@ def test_eval_mode_and_train_argument_agree():
     assert model.layer1[0].bn2.use_running_average is True
     model.train()
     assert model.layer4[1].bn1.use_running_average is False
+
+
+def test_axis_name_reaches_every_batchnorm_including_cbams():
+    model = nnx.eval_shape(lambda: snnx.create_model("cbam_resnet18", axis_name="batch"))
+    norms = [m for _, m in nnx.iter_modules(model) if isinstance(m, snnx.BatchNorm)]
+    assert len(norms) == 1 + 8 * 2 + 3 + 8 and {n.axis_name for n in norms} == {"batch"}
