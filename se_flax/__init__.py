@@ -4,6 +4,7 @@ Attention layers (`SqueezeExcite`, `EffectiveSE`, `ECA`, `CBAM`) and their named
 Selective Kernel unit (`SelectiveKernel`), a PyTorch-compatible `BatchNorm`, the model registry
 (`create_model`, `list_models`), whole-network PyTorch ⇄ Flax weight conversion
 (`torch_to_flax`, `flax_to_torch`; more in `se_flax.convert`) and inference BatchNorm folding.
+The ResNet and R3D families also exist as native Flax NNX modules: `se_flax.nnx`.
 """
 
 from se_flax.convert import flax_to_torch, torch_to_flax

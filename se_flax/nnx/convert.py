@@ -1,0 +1,82 @@
+"""Linen variables ⇄ NNX state, bit for bit, by one naming rule.
+
+An NNX state path is the PyTorch module path with each numeric segment an integer index
+(`('layer1', 0, 'se', 'fc1', 'kernel')` ↔ torch `layer1.0.se.fc1.weight`); the Linen path glues
+numeric segments to the name before them (`params/layer1_0/se/fc1/kernel`, the rule of
+`se_flax.convert.naming`). `nnx.Param` lives in Linen's `params`, `nnx.BatchStat` in
+`batch_stats`; leaf names (`kernel`, `bias`, `scale`, `mean`, `var`) are the same in both.
+PyTorch state dicts reach NNX through `se_flax.convert.torch_to_flax` then `linen_to_nnx`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax.numpy as jnp
+from flax import nnx
+
+from se_flax.convert.errors import ConversionError
+from se_flax.convert.naming import Path, flatten, flax_name, unflatten
+from se_spec.variables import BATCH_STATS, COLLECTIONS, PARAMS
+
+NnxPath = tuple[str | int, ...]
+_COLLECTION = {nnx.Param: PARAMS, nnx.BatchStat: BATCH_STATS}
+
+
+def linen_path(path: NnxPath, variable_type: type[nnx.Variable]) -> Path:
+    """The Linen path of an NNX variable.
+
+    `(('layer1', 0, 'se', 'fc1', 'kernel'), nnx.Param)` → `('params', 'layer1_0', 'se', 'fc1',
+    'kernel')`.
+    """
+    *modules, leaf = path
+    return (_COLLECTION[variable_type], *flax_name(".".join(map(str, modules))), str(leaf))
+
+
+def _model_variables(model: nnx.Module) -> dict[Path, tuple[NnxPath, nnx.Variable]]:
+    """The model's parameters and running statistics by Linen path."""
+    state = nnx.state(model, nnx.Param, nnx.BatchStat)
+    out: dict[Path, tuple[NnxPath, nnx.Variable]] = {}
+    for part, vtype in zip(state, (nnx.Param, nnx.BatchStat), strict=True):
+        for path, var in nnx.to_flat_state(part):
+            out[linen_path(path, vtype)] = (path, var)
+    return out
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return tuple(getattr(x, "shape", ()))
+
+
+def linen_to_nnx(model: nnx.Module, variables: Mapping[str, Any]) -> nnx.Module:
+    """Load Linen `variables` (`params`, `batch_stats`) into `model` in place; returns `model`.
+
+    Strict: a missing or unexpected variable, a shape mismatch or another collection raises a
+    `ConversionError` that lists every problem with its Linen path and shapes. Arrays are kept
+    as they are (dtype included), so the NNX model holds the same bits.
+    """
+    problems = [f"unexpected collection {c!r}; expected {' and '.join(COLLECTIONS)}"
+                for c in variables if c not in COLLECTIONS]
+    given = flatten({c: v for c, v in variables.items() if c in COLLECTIONS})
+    expected = _model_variables(model)
+    for key in sorted(set(expected) - set(given)):
+        problems.append(f"missing variable {'/'.join(key)} "
+                        f"(expected shape {_shape(expected[key][1])})")
+    for key in sorted(set(given) - set(expected)):
+        problems.append(f"unexpected variable {'/'.join(key)} (shape {_shape(given[key])})")
+    for key in sorted(set(given) & set(expected)):
+        if _shape(given[key]) != _shape(expected[key][1]):
+            problems.append(f"shape mismatch for {'/'.join(key)}: expected "
+                            f"{_shape(expected[key][1])}, got {_shape(given[key])}")
+    if problems:
+        raise ConversionError(problems, context=f"Linen variables → NNX {type(model).__name__}")
+    updates = [(path, var.replace(jnp.asarray(given[key])))
+               for key, (path, var) in expected.items()]
+    nnx.update(model, nnx.from_flat_state(updates))
+    return model
+
+
+def nnx_to_linen(model: nnx.Module) -> dict[str, Any]:
+    """The Linen variables `{"params": …, "batch_stats": …}` holding `model`'s arrays."""
+    flat = {key: var.get_value() for key, (_, var) in _model_variables(model).items()}
+    return unflatten(flat)

@@ -1,0 +1,178 @@
+"""NNX models against their Linen twins: same weights, same numbers, same names, same errors.
+
+Every comparison here is expected to be bit for bit: the NNX modules call the same JAX
+operations in the same order as the Linen ones (same convolutions, the same BatchNorm
+functions, the same float32 squeeze and gate), so XLA compiles the same program. The asserts
+require exact equality; a difference would be a port bug, not rounding.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from nnx_twins import differences, linen_grads, linen_run, linen_twin, loaded, nnx_grads, nnx_run
+
+import se_flax
+import se_flax.nnx as snnx
+from se_spec.models import model_spec
+
+FAST = {"se_resnet18"}
+DEEP = ("101", "152", "r3d_34")
+
+
+def _options(name):
+    return {"num_classes": 10} | ({} if model_spec(name).family == "r3d" else {"stem": "cifar"})
+
+
+def _input(name):
+    shape = (2, 8, 16, 16, 3) if model_spec(name).family == "r3d" else (2, 16, 16, 3)
+    return jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
+
+
+def _marks(name):
+    return () if name in FAST else (pytest.mark.slow,)
+
+
+def _exact(diffs):
+    assert diffs and max(diffs.values()) == 0.0, {k: v for k, v in diffs.items() if v}
+
+
+def test_nnx_lists_every_linen_model_of_its_families():
+    names = [n for n in se_flax.list_models() if model_spec(n).family in ("resnet2d", "r3d")
+             and set(model_spec(n).architecture()) == {"block", "layers"}]
+    assert snnx.list_models() == names and len(names) == 22
+
+
+@pytest.mark.parametrize("name", ["sk_resnet18", "se_resnext50_32x4d", "mobilenet_v3_small"])
+def test_models_without_a_twin_are_refused_by_name(name):
+    with pytest.raises(ValueError, match=f"{name}: no NNX twin yet"):
+        snnx.create_model(name)
+
+
+def _twins(name, **extra):
+    x, options = _input(name), _options(name) | extra
+    linen = se_flax.create_model(name, **options)
+    variables = linen_twin(linen, x)
+    model = loaded(nnx.eval_shape(lambda: snnx.create_model(name, **options)), variables)
+    return x, linen, variables, model
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_marks(n)) for n in snnx.list_models()])
+def test_eval_and_train_outputs_match_linen_bit_for_bit(name):
+    """Eval logits and gates; train logits, gates and updated running statistics: exact."""
+    with jax.default_matmul_precision("highest"):
+        x, linen, variables, model = _twins(name)
+        for train in (False, True):
+            y_ref, gates_ref, stats_ref = linen_run(linen, variables, x, train)
+            y, gates, stats = nnx_run(model, x, train)
+            _exact(differences({("logits",): y}, {("logits",): y_ref}))
+            if gates_ref:
+                _exact(differences(gates, gates_ref))
+            _exact(differences(stats, stats_ref))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("impl", ["xla", "cpu"])
+def test_each_implementation_matches_its_linen_twin(impl):
+    """`impl` picks the same rewrites in both APIs: train logits, statistics, gradients exact."""
+    with jax.default_matmul_precision("highest"):
+        x, linen, variables, model = _twins("se_resnet50", impl=impl)
+        y_ref, _, stats_ref = linen_run(linen, variables, x, True)
+        y, _, stats = nnx_run(model, x, True)
+        _exact(differences({("logits",): y}, {("logits",): y_ref}))
+        _exact(differences(stats, stats_ref))
+        w = jnp.asarray(np.random.default_rng(1).standard_normal((2, 10)), jnp.float32)
+        _exact(differences(nnx_grads(model, x, w), linen_grads(linen, variables, x, w)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in snnx.list_models() if not any(d in n for d in DEEP)])
+def test_gradients_match_linen_bit_for_bit(name):
+    """Training-mode gradients of every parameter: exact."""
+    with jax.default_matmul_precision("highest"):
+        x, linen, variables, model = _twins(name)
+        w = jnp.asarray(np.random.default_rng(1).standard_normal((2, 10)), jnp.float32)
+        _exact(differences(nnx_grads(model, x, w), linen_grads(linen, variables, x, w)))
+
+
+def _count(tree):
+    return sum(int(np.prod(a.shape)) for a in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n.endswith("18") else
+                                               (pytest.mark.slow,)) for n in snnx.list_models()])
+def test_parameter_count_and_shapes_equal_the_linen_twin(name):
+    x = jax.ShapeDtypeStruct(_input(name).shape, jnp.float32)
+    linen = se_flax.create_model(name, **_options(name))
+    ref = jax.eval_shape(linen.init, jax.random.PRNGKey(0), x)
+    ours = snnx.nnx_to_linen(nnx.eval_shape(lambda: snnx.create_model(name, **_options(name))))
+    assert jax.tree.map(lambda a: a.shape, ours) == jax.tree.map(lambda a: a.shape, ref)
+    assert _count(ours["params"]) == _count(ref["params"])
+
+
+def _same_error(build_linen, build_nnx):
+    with pytest.raises(Exception) as ref:
+        build_linen()
+    with pytest.raises(type(ref.value)) as ours:
+        build_nnx()
+    assert str(ours.value) == str(ref.value)
+    return str(ours.value)
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("se_resnet5", {}),
+    ("se_resnet18", {"attn": "sse"}),
+    ("se_resnet18", {"stem": "tiny"}),
+    ("se_resnet18", {"num_classes": 0}),
+    ("se_resnet18", {"width": 2}),
+    ("se_resnet18", {"impl": "gpu"}),
+    ("se_resnet18", {"attn_kwargs": {"groups": 3}}),
+    ("se_resnet18", {"attn_kwargs": {"act": "foo"}}),
+    ("se_resnet18", {"attn_kwargs": {"bogus": 1}}),
+    ("cbam_resnet18", {"attn_kwargs": {"spatial_kernel_size": 4}}),
+    ("eca_resnet18", {"attn_kwargs": {"kernel_size": 2}}),
+    ("se_r3d_18", {"stem": "cifar"}),
+])
+def test_bad_options_raise_the_linen_error(name, kwargs):
+    x = jnp.ones((1, 8, 32, 32, 3) if "r3d" in name else (1, 32, 32, 3))
+
+    def linen():
+        model = se_flax.create_model(name, **kwargs)
+        jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+
+    _same_error(linen, lambda: nnx.eval_shape(lambda: snnx.create_model(name, **kwargs)))
+
+
+@pytest.mark.parametrize("shape", [(2, 64, 64, 1), (2, 64, 64), (2, 16, 64, 3)])
+def test_bad_input_raises_the_linen_error(shape):
+    linen = se_flax.create_model("se_resnet18")
+    model = nnx.eval_shape(lambda: snnx.create_model("se_resnet18"))
+    x = jnp.ones(shape)
+    _same_error(lambda: jax.eval_shape(linen.init, jax.random.PRNGKey(0), x),
+                lambda: nnx.eval_shape(lambda m: m(x), model))
+
+
+def test_attributes_follow_the_pytorch_module_names():
+    model = nnx.eval_shape(lambda: snnx.create_model("se_resnet50", num_classes=10))
+    assert model.layer1[0].se.fc1.kernel.shape == (1, 1, 256, 16)
+    assert model.layer1[0].downsample[0].kernel.shape == (1, 1, 64, 256)
+    assert model.layer4[2].bn3.var.shape == (2048,) and model.fc.kernel.shape == (2048, 10)
+    video = nnx.eval_shape(lambda: snnx.create_model("se_r3d_18"))
+    assert video.stem[0].kernel.shape == (3, 7, 7, 3, 64)
+    assert video.layer2[0].conv1[1].mean.shape == (128,)
+
+
+def test_eval_mode_and_train_argument_agree():
+    model = nnx.eval_shape(lambda: snnx.create_model("resnet18", num_classes=3))
+    assert model.bn1.use_running_average is False
+    model.eval()
+    assert model.layer1[0].bn2.use_running_average is True
+    model.train()
+    assert model.layer4[1].bn1.use_running_average is False
+
+
+def test_axis_name_reaches_every_batchnorm_including_cbams():
+    model = nnx.eval_shape(lambda: snnx.create_model("cbam_resnet18", axis_name="batch"))
+    norms = [m for _, m in nnx.iter_modules(model) if isinstance(m, snnx.BatchNorm)]
+    assert len(norms) == 1 + 8 * 2 + 3 + 8 and {n.axis_name for n in norms} == {"batch"}
