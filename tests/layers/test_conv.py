@@ -119,6 +119,7 @@ def test_pointwise_keeps_bfloat16():
     assert y.dtype == gx.dtype == gw.dtype == jnp.bfloat16
 
 
+@pytest.mark.slow  # two whole-network gradient compiles (~45 s on 2 cores)
 def test_model_gradients_match_plain_lax_convolutions():
     """A bottleneck SE network with one block per stage (1x1 convolutions with strides 1 and 2,
     a 2x2 map in the last stage): parameter gradients with and without the two rewrites.
