@@ -8,6 +8,7 @@ import pytest
 from se_flax.convert import flatten
 from se_flax.flops import param_count
 from se_flax.models import create_model, list_models
+from se_spec.tolerances import EVAL_TOL, scaled_error
 
 
 def _shapes(model, shape):
@@ -152,5 +153,7 @@ def test_widen_se_of_a_vit_keeps_its_outputs():
         == (1, 192, 24)
     x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 16, 16, 3)), jnp.float32)
     with jax.default_matmul_precision("highest"):
-        assert np.allclose(jax.jit(wide.apply)(change.weights, x),
-                           jax.jit(narrow.apply)(variables, x), atol=1e-5)
+        _, rel = scaled_error(jax.jit(wide.apply)(change.weights, x),
+                              jax.jit(narrow.apply)(variables, x))
+    # the added SE units have zero outgoing weights: only float32 summation order differs
+    assert rel <= EVAL_TOL, rel
