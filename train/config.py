@@ -29,6 +29,7 @@ from se_spec.models import (
     resolve_options,
 )
 from se_spec.variants import VARIANT_SPECS
+from train.api import APIS
 from train.transforms import CROPS
 
 PARALLEL = ("shard_map", "pmap")
@@ -99,6 +100,8 @@ class TrainConfig:
     impl: str = option("auto", "how the model is compiled (same numbers): auto = cpu on the "
                        "CPU backend, xla elsewhere; see se_flax.implementation", "model",
                        IMPL_CHOICES)
+    api: str = option("linen", "which Flax API computes the model: linen modules or their nnx "
+                      "twins (same variables, checkpoints and numbers)", "model", APIS)
     optimizer: str = option("sgd", "sgd (momentum/Nesterov, PyTorch SGD semantics) or adamw",
                             "optimisation", OPTIMIZERS)
     lr: float = option(0.1, "peak learning rate, after the warm-up", "optimisation")
@@ -169,7 +172,7 @@ class TrainConfig:
                 raise ConfigError(f"config: {name}={getattr(self, name)!r} is invalid; "
                                   f"expected {expected}")
 
-        for name in ("parallel", "optimizer", "dtype", "impl"):
+        for name in ("parallel", "optimizer", "dtype", "impl", "api"):
             allowed = FIELDS[name].metadata["choices"]
             need(getattr(self, name) in allowed, name,
                  "one of " + ", ".join(map(repr, allowed)))

@@ -26,9 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from se_flax.convert import flax_to_torch
-from se_flax.models import create_model
 from se_spec.tolerances import EVAL_TOL, scaled_error
 from se_spec.variables import SELECTION
+from train.api import compute_model
 from train.augment import normalize
 
 
@@ -44,9 +44,12 @@ def export_torch(variables: dict[str, Any], path: str | Path) -> dict[str, np.nd
 
 def flax_eval(model_name: str, options: dict[str, Any], variables: dict[str, Any],
               x: np.ndarray, *, intermediates: bool = False,
-              impl: str = "auto") -> tuple[np.ndarray, Any]:
-    """Eval-mode float32 logits (and the sown gates) of the Flax model on `x` (N[T]HWC)."""
-    model = create_model(model_name, **options, impl=impl)
+              impl: str = "auto", api: str = "linen") -> tuple[np.ndarray, Any]:
+    """Eval-mode float32 logits (and the sown gates) of the Flax model on `x` (N[T]HWC).
+
+    `api` picks the module that computes them: Linen's or its NNX twin (`train.api`).
+    """
+    model = compute_model(api, model_name, **options, impl=impl)
 
     def run(v: dict[str, Any], x: jax.Array) -> tuple[jax.Array, Any]:
         if intermediates:
@@ -175,7 +178,7 @@ def export_all(cfg: Any, variables: dict[str, Any], images: np.ndarray, labels: 
     x = np.asarray(normalize(jnp.asarray(images), mean, std), np.float32)
     result: dict[str, Any] = {}
     logits, inter = flax_eval(cfg.model, options, variables, x, intermediates=True,
-                              impl=cfg.impl)
+                              impl=cfg.impl, api=cfg.api)
     try:
         import torch  # noqa: F401
     except ImportError:

@@ -53,7 +53,7 @@ def collect_gates(cfg: TrainConfig, variables: dict[str, Any], images: np.ndarra
     for start in range(0, len(images), BATCH):
         x = np.asarray(normalize(jnp.asarray(images[start:start + BATCH]), mean, std))
         _, inter = flax_eval(cfg.model, options, variables, x, intermediates=True,
-                             impl=cfg.impl)
+                             impl=cfg.impl, api=cfg.api)
         for stage, (block, g) in stage_gates(inter).items():
             parts.setdefault(stage, []).append(g)
             blocks[stage] = block

@@ -35,6 +35,7 @@ import numpy as np
 from se_flax.implementation import resolve_implementation
 from se_flax.models import create_model
 from se_spec.models import check_image
+from train.api import compute_model
 from train.checkpoint import Checkpointer
 from train.config import ConfigError, TrainConfig, to_dict
 from train.data import Dataset, channel_stats, load_dataset, steps_per_epoch
@@ -203,9 +204,11 @@ def setup(cfg: TrainConfig, interruption: Interruption | None = None) -> RunCont
     mean, std = mean_std(cfg, dataset)
     dtype = DTYPES[cfg.dtype]
     impl = resolve_implementation(cfg.impl)
-    model = create_model(cfg.model, **cfg.model_options(dataset.num_classes,
-                                                        dataset.image_shape[-1]),
-                         dtype=dtype, axis_name=AXIS, impl=impl)
+    options = {**cfg.model_options(dataset.num_classes, dataset.image_shape[-1]),
+               "dtype": dtype, "axis_name": AXIS, "impl": impl}
+    model = create_model(cfg.model, **options)  # draws the initial weights in both APIs
+    computed = model if cfg.api == "linen" else compute_model(cfg.api, cfg.model,
+                                                              **options)
     schedule = warmup_cosine(cfg.peak_lr(), round(cfg.warmup_epochs * spe), total)
     tx = make_optimizer(cfg.optimizer, schedule, momentum=cfg.momentum, nesterov=cfg.nesterov,
                         weight_decay=cfg.weight_decay, b1=cfg.adam_b1, b2=cfg.adam_b2)
@@ -238,11 +241,11 @@ def setup(cfg: TrainConfig, interruption: Interruption | None = None) -> RunCont
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
 
-    train_step = make_train_step(model, tx, schedule, num_classes=dataset.num_classes,
+    train_step = make_train_step(computed, tx, schedule, num_classes=dataset.num_classes,
                                  mean=mean, std=std, crop_padding=cfg.crop_padding,
                                  flip=cfg.flip, label_smoothing=cfg.label_smoothing,
                                  seed=cfg.seed, dtype=dtype)
-    eval_step = make_eval_step(model, num_classes=dataset.num_classes, mean=mean, std=std,
+    eval_step = make_eval_step(computed, num_classes=dataset.num_classes, mean=mean, std=std,
                                dtype=dtype)
     driver = make_driver(cfg.parallel, train_step, eval_step,
                          compiler_options=impl.compiler_options())
@@ -252,9 +255,10 @@ def setup(cfg: TrainConfig, interruption: Interruption | None = None) -> RunCont
                           progress, checkpoints, cfg.batch_size, cfg.dtype == "float16", lead,
                           InputClock(workers))
     if lead:
-        progress.write(f"{cfg.model} on {dataset.name} ({len(dataset.train)} train / "
-                       f"{len(dataset.eval)} eval, {dataset.image_shape}), {jax.device_count()}"
-                       f" device(s) via {driver.name}, batch {cfg.batch_size}, steps "
+        progress.write(f"{cfg.model} ({cfg.api}) on {dataset.name} ({len(dataset.train)} "
+                       f"train / {len(dataset.eval)} eval, {dataset.image_shape}), "
+                       f"{jax.device_count()} device(s) via {driver.name}, batch "
+                       f"{cfg.batch_size}, steps "
                        f"{start}→{end} of {total}, {workers} input worker(s) per host")
     return RunContext(cfg, dataset, mean, std, spe, total, start, end, driver,
                       driver.replicate(state), checkpoints, metrics, workers, started, lead,

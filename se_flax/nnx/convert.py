@@ -34,7 +34,7 @@ def linen_path(path: NnxPath, variable_type: type[nnx.Variable]) -> Path:
     return (_COLLECTION[variable_type], *flax_name(".".join(map(str, modules))), str(leaf))
 
 
-def _model_variables(model: nnx.Module) -> dict[Path, tuple[NnxPath, nnx.Variable]]:
+def model_variables(model: nnx.Module) -> dict[Path, tuple[NnxPath, nnx.Variable]]:
     """The model's parameters and running statistics by Linen path."""
     state = nnx.state(model, nnx.Param, nnx.BatchStat)
     out: dict[Path, tuple[NnxPath, nnx.Variable]] = {}
@@ -55,10 +55,20 @@ def linen_to_nnx(model: nnx.Module, variables: Mapping[str, Any]) -> nnx.Module:
     `ConversionError` that lists every problem with its Linen path and shapes. Arrays are kept
     as they are (dtype included), so the NNX model holds the same bits.
     """
+    nnx.update(model, nnx_state(model_variables(model), variables,
+                                f"Linen variables → NNX {type(model).__name__}"))
+    return model
+
+
+def nnx_state(expected: Mapping[Path, tuple[NnxPath, nnx.Variable]],
+              variables: Mapping[str, Any], context: str) -> nnx.State:
+    """The NNX state holding Linen `variables` in the slots `expected` (`model_variables`).
+
+    Strict, with the errors of `linen_to_nnx`; `context` names the conversion in them.
+    """
     problems = [f"unexpected collection {c!r}; expected {' and '.join(COLLECTIONS)}"
                 for c in variables if c not in COLLECTIONS]
     given = flatten({c: v for c, v in variables.items() if c in COLLECTIONS})
-    expected = _model_variables(model)
     for key in sorted(set(expected) - set(given)):
         problems.append(f"missing variable {'/'.join(key)} "
                         f"(expected shape {_shape(expected[key][1])})")
@@ -69,14 +79,12 @@ def linen_to_nnx(model: nnx.Module, variables: Mapping[str, Any]) -> nnx.Module:
             problems.append(f"shape mismatch for {'/'.join(key)}: expected "
                             f"{_shape(expected[key][1])}, got {_shape(given[key])}")
     if problems:
-        raise ConversionError(problems, context=f"Linen variables → NNX {type(model).__name__}")
-    updates = [(path, var.replace(jnp.asarray(given[key])))
-               for key, (path, var) in expected.items()]
-    nnx.update(model, nnx.from_flat_state(updates))
-    return model
+        raise ConversionError(problems, context=context)
+    return nnx.from_flat_state([(path, var.replace(jnp.asarray(given[key])))
+                                for key, (path, var) in expected.items()])
 
 
 def nnx_to_linen(model: nnx.Module) -> dict[str, Any]:
     """The Linen variables `{"params": …, "batch_stats": …}` holding `model`'s arrays."""
-    flat = {key: var.get_value() for key, (_, var) in _model_variables(model).items()}
+    flat = {key: var.get_value() for key, (_, var) in model_variables(model).items()}
     return unflatten(flat)
