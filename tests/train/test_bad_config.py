@@ -18,7 +18,7 @@ BAD = {
     "dataset": None, "data_dir": None, "train_split": None, "eval_split": None,  # checked
     "output_dir": None, "coordinator_address": None,  # by the run below, or free-form text
     "init_from": None,
-    "model": "se_resnet19", "stem": "tiny", "attn": "sse", "impl": "fast",
+    "model": "se_resnet19", "stem": "tiny", "attn": "sse", "impl": "fast", "api": "haiku",
     "image_size": "0", "eval_fraction": "1.5", "zero_init_last_bn": "perhaps",
     "dtype": "float8", "optimizer": "lamb", "lr": "0", "momentum": "1", "nesterov": "2",
     "weight_decay": "-1", "adam_b1": "x", "adam_b2": "y", "warmup_epochs": "-1", "epochs": "0",
