@@ -12,7 +12,10 @@ Flax variants are implementation choices (`se_flax.implementation`): `flax` is t
 default (`impl="auto"`: every CPU rewrite on CPU), `flax xla` plain XLA operations and XLA's
 own scheduler (`impl="xla"`, the program before the CPU work of bench/BENCHMARKS.md),
 `flax no-boundary` the default without the residual fusion boundary, `flax autodiff-bn` the
-default with BatchNorm gradients by autodiff and XLA's own scheduler.
+default with BatchNorm gradients by autodiff and XLA's own scheduler. `--api nnx` compares the
+Linen step (`flax`) with the NNX twin's: `flax nnx` splits the NNX model once and jits a pure
+function of arrays (the training program's `--api nnx`); `flax nnx.jit` is the stateful idiom
+(`nnx.jit` over the module and an `nnx.Optimizer`, graph traversal in Python on every call).
 
 `--hugepages` starts every worker, of both frameworks, with `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`
 (glibc >= 2.35, transparent huge pages in `madvise` or `always` mode): large allocations get
@@ -20,6 +23,7 @@ default with BatchNorm gradients by autodiff and XLA's own scheduler.
 per 2 MiB instead of per 4 KiB.
 
     python bench/step.py --model se_resnet50 --batch 32 --size 32 --stem cifar --threads 2
+    python bench/step.py --api nnx --model se_resnet50 --modes train
 """
 
 from __future__ import annotations
@@ -35,17 +39,34 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.steps import alternate_times, batch_arrays, paired_ratio  # noqa: E402
 from bench.workers import StepWorker, close_all  # noqa: E402
-from se_flax.implementation import IMPLEMENTATIONS  # noqa: E402
+from se_flax.implementation import IMPLEMENTATIONS, resolve_implementation  # noqa: E402
 
 HUGEPAGE_TUNABLE = "glibc.malloc.hugetlb=1"
-FLAX_VARIANTS: dict[str, Any] = {
-    "flax": "auto",
-    "flax xla": "xla",
-    "flax no-boundary": dataclasses.replace(IMPLEMENTATIONS["cpu"], fusion_boundary=False),
-    "flax autodiff-bn": dataclasses.replace(IMPLEMENTATIONS["cpu"], batchnorm_vjp=False,
-                                            memory_scheduler=False),
+FLAX_VARIANTS: dict[str, dict[str, Any]] = {
+    "flax": {"impl": "auto"},
+    "flax xla": {"impl": "xla"},
+    "flax no-boundary": {"impl": dataclasses.replace(IMPLEMENTATIONS["cpu"],
+                                                     fusion_boundary=False)},
+    "flax autodiff-bn": {"impl": dataclasses.replace(IMPLEMENTATIONS["cpu"], batchnorm_vjp=False,
+                                                     memory_scheduler=False)},
+    "flax nnx": {"impl": "auto", "api": "nnx"},
+    "flax nnx.jit": {"impl": "auto", "api": "nnx.jit"},
 }
+API_DEFAULTS = {"linen": ("flax,flax xla", "eager,channels_last"),
+                "nnx": ("flax,flax nnx,flax nnx.jit", "")}
 TORCH_VARIANTS = ("eager", "channels_last", "compile")
+
+
+def variant_env(variant: dict[str, Any]) -> dict[str, str]:
+    """`XLA_FLAGS` carrying the implementation's compiler options to an `nnx.jit` worker.
+
+    `nnx.jit` takes no `compiler_options`; XLA reads the same options from its flags.
+    """
+    if variant.get("api") != "nnx.jit":
+        return {}
+    options = resolve_implementation(variant["impl"]).compiler_options()
+    flags = " ".join(f"--{k}={v}" for k, v in options.items())
+    return {"XLA_FLAGS": flags} if flags else {}
 
 
 def main() -> None:
@@ -61,13 +82,19 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--modes", default="train,infer")
-    p.add_argument("--flax-variants", default="flax,flax xla",
-                   help=f"comma list of {', '.join(FLAX_VARIANTS)}")
-    p.add_argument("--torch-variants", default="eager,channels_last",
-                   help=f"comma list of {', '.join(TORCH_VARIANTS)}")
+    p.add_argument("--api", default="linen", choices=list(API_DEFAULTS),
+                   help="nnx: the Linen step beside the NNX twin's two train steps (default "
+                   "variants 'flax,flax nnx,flax nnx.jit', no PyTorch)")
+    p.add_argument("--flax-variants", default=None,
+                   help=f"comma list of {', '.join(FLAX_VARIANTS)} (default: per --api)")
+    p.add_argument("--torch-variants", default=None,
+                   help=f"comma list of {', '.join(TORCH_VARIANTS)} (default: per --api)")
     p.add_argument("--hugepages", action="store_true",
                    help=f"start every worker with GLIBC_TUNABLES={HUGEPAGE_TUNABLE}")
     args = p.parse_args()
+    flax_default, torch_default = API_DEFAULTS[args.api]
+    args.flax_variants = flax_default if args.flax_variants is None else args.flax_variants
+    args.torch_variants = torch_default if args.torch_variants is None else args.torch_variants
     flax_names = [v for v in args.flax_variants.split(",") if v]
     torch_names = [v for v in args.torch_variants.split(",") if v]
     for v in flax_names:
@@ -97,8 +124,9 @@ def main() -> None:
     workers: dict[str, StepWorker] = {}
     try:
         for v in flax_names:
-            workers[v] = StepWorker("flax", args.model, x, y, args.dtype, FLAX_VARIANTS[v],
-                                    threads=args.threads, label=v, **kw)
+            workers[v] = StepWorker("flax", args.model, x, y, args.dtype, **FLAX_VARIANTS[v],
+                                    env=variant_env(FLAX_VARIANTS[v]), threads=args.threads,
+                                    label=v, **kw)
         for v in torch_names:
             workers[f"torch {v}"] = StepWorker("torch", args.model, x, y, args.dtype, v,
                                                threads=args.threads, label=v, **kw)

@@ -26,11 +26,15 @@ def batch_arrays(batch: int, size: int, num_classes: int, frames: int | None = N
 
 
 def flax_steps(name: str, x: np.ndarray, y: np.ndarray, dtype: str = "float32",
-               impl: Any = "auto", **model_kwargs: object) -> dict[str, Step]:
+               impl: Any = "auto", api: str = "linen", **model_kwargs: object
+               ) -> dict[str, Step]:
     """Compiled Flax `train` (SGD + momentum, buffers donated) and `infer` steps.
 
     `impl` is the model's implementation choice (`se_flax.implementation`); the train step is
-    compiled with its XLA options, as the training program does.
+    compiled with its XLA options, as the training program does. `api`: `linen`, `nnx` (the NNX
+    twin behind Linen's `apply`, split and merged at the jit boundary: the training program's
+    `--api nnx`) or `nnx.jit` (the stateful NNX idiom: `nnx.jit`, `nnx.Optimizer`; see
+    `bench.nnx_steps`). Every API starts from the same weights.
     """
     import jax
     import jax.numpy as jnp
@@ -40,11 +44,22 @@ def flax_steps(name: str, x: np.ndarray, y: np.ndarray, dtype: str = "float32",
     from se_flax.models import create_model
 
     impl = resolve_implementation(impl)
-    model = create_model(name, dtype=jnp.bfloat16 if dtype == "bfloat16" else None, impl=impl,
-                         **model_kwargs)
+    options = {"dtype": jnp.bfloat16 if dtype == "bfloat16" else None, "impl": impl,
+               **model_kwargs}
+    model = create_model(name, **options)
     xf = jax.device_put(jnp.asarray(np.moveaxis(x, 1, -1)))
     yf = jax.device_put(jnp.asarray(y))
     variables = model.init(jax.random.PRNGKey(0), xf[:1])
+    if api == "nnx.jit":
+        from bench.nnx_steps import stateful_nnx_steps
+
+        return stateful_nnx_steps(name, options, variables, xf, yf)
+    if api == "nnx":
+        from se_flax.nnx import functional_model
+
+        model = functional_model(name, **options)
+    elif api != "linen":
+        raise ValueError(f"api={api!r} is not supported; expected 'linen', 'nnx' or 'nnx.jit'")
     tx = optax.sgd(0.01, momentum=0.9)
 
     def loss_fn(params, stats):

@@ -39,3 +39,26 @@ def test_input_benchmark_prints_a_rate_per_worker(tmp_path):
     row = next(line for line in proc.stdout.splitlines() if line.strip().startswith("0 "))
     assert float(row.split()[1]) > 0  # ours, images/s
     assert "host cores for input" in proc.stdout and proc.stdout.startswith("writing 60 JPEGs")
+
+
+def test_nnx_jit_variant_gets_the_compiler_options_through_xla_flags():
+    sys.path.insert(0, str(ROOT))
+    from bench.step import FLAX_VARIANTS, variant_env
+
+    assert variant_env(FLAX_VARIANTS["flax nnx.jit"]) == {
+        "XLA_FLAGS": "--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
+    assert variant_env(FLAX_VARIANTS["flax nnx"]) == variant_env(FLAX_VARIANTS["flax"]) == {}
+
+
+@pytest.mark.slow
+def test_step_benchmark_runs_the_nnx_train_steps_beside_linen():
+    proc = subprocess.run([sys.executable, "bench/step.py", "--api", "nnx", "--model",
+                           "resnet18", "--batch", "4", "--size", "8", "--repeats", "1",
+                           "--warmup", "0"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for mode in ("train", "infer"):
+        assert f"{mode}: first call (compile) flax " in proc.stdout
+    for variant in ("flax nnx ", "flax nnx.jit "):
+        assert proc.stdout.count(f"  {variant}") == 2, proc.stdout
+    assert "torch" not in proc.stdout.split("(one process per variant)")[1]
