@@ -70,13 +70,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="2D models: imagenet (default) or cifar")
     parser.add_argument("--frames", type=int, default=8, help="clip length of video models")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--api", choices=["linen", "nnx"], default="linen",
+                        help="the Flax side: Linen modules or their NNX twins (se_flax.nnx)")
     args = parser.parse_args(argv)
     failed = False
     for mode in MODES if args.mode == "all" else [args.mode]:
         report = compare_model(args.model, batch=args.batch, size=args.size, seed=args.seed,
-                               stem=args.stem, frames=args.frames, **MODES[mode])
+                               stem=args.stem, frames=args.frames, api=args.api, **MODES[mode])
         opts = MODES[mode]
-        print(format_report(report, f"\n== {args.model}: {mode} mode ({opts['dtype']}) =="))
+        print(format_report(report, f"\n== {args.model} ({args.api}): {mode} mode "
+                                    f"({opts['dtype']}) =="))
         failed |= not report.ok
     return int(failed)
 

@@ -26,8 +26,11 @@ import numpy as np
 import torch
 
 from se_flax.convert import flax_name, flax_to_torch, torch_to_flax
+from se_flax.nnx.functional import FunctionalModel
 from se_spec.tolerances import EVAL_TOL, TRAIN_TOL, scaled_error
 from se_spec.variables import BATCH_STATS, INTERMEDIATES, SAME_LAYOUT_GATES, TORCH_GATE_ATTRS
+
+FlaxModel = nn.Module | FunctionalModel  # a Linen module, or an NNX model behind its apply
 
 
 @dataclass
@@ -86,7 +89,7 @@ def torch_state_dict(module: torch.nn.Module) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
 
 
-def load_torch_weights(flax_module: nn.Module, torch_module: torch.nn.Module,
+def load_torch_weights(flax_module: FlaxModel, torch_module: torch.nn.Module,
                        x_flax: jax.Array, renames: Iterable[tuple[str, str]] = ()
                        ) -> dict[str, Any]:
     """Initialise `flax_module` on `x_flax` and overwrite every variable with torch's weights."""
@@ -122,7 +125,7 @@ def _sown(tree: dict[str, Any], leaves: set[str],
     return found
 
 
-def compare(flax_module: nn.Module, torch_module: torch.nn.Module, x: np.ndarray, *,
+def compare(flax_module: FlaxModel, torch_module: torch.nn.Module, x: np.ndarray, *,
             train: bool = False, grads: bool = True, probes: Sequence[str] = (),
             renames: Iterable[tuple[str, str]] = (), seed: int = 0,
             dtype: str = "float32", probes_channels_first: bool = True) -> ParityReport:
@@ -152,7 +155,7 @@ def compare(flax_module: nn.Module, torch_module: torch.nn.Module, x: np.ndarray
                     renames, seed, probes_channels_first)
 
 
-def _compare(flax_module: nn.Module, torch_module: torch.nn.Module, x: np.ndarray, train: bool,
+def _compare(flax_module: FlaxModel, torch_module: torch.nn.Module, x: np.ndarray, train: bool,
              grads: bool, probes: Sequence[str], renames: Iterable[tuple[str, str]],
              seed: int, probes_channels_first: bool = True) -> ParityReport:
     x_flax = jnp.asarray(channels_last(x))
@@ -165,8 +168,12 @@ def _compare(flax_module: nn.Module, torch_module: torch.nn.Module, x: np.ndarra
                                                          mutable=["batch_stats"])[0]).shape
     w = np.random.default_rng(seed).standard_normal(out_shape).astype(x.dtype)
 
-    def capture(mdl: nn.Module, method: str) -> bool:
+    def linen_capture(mdl: nn.Module, method: str) -> bool:
         return method == "__call__" and tuple(mdl.scope.path) in probe_paths
+
+    # An NNX model (`FunctionalModel`) records every submodule's output; the probes are picked
+    # from them below, by the same Linen paths.
+    capture = True if isinstance(flax_module, FunctionalModel) else linen_capture
 
     def loss_fn(p: Any, xf: jax.Array) -> tuple[jax.Array, tuple[jax.Array, Any]]:
         out, new_state = flax_module.apply(

@@ -10,6 +10,7 @@ import torch
 import se_torch_ref.models as torch_models
 from parity_tests.harness import ParityReport, compare
 from se_flax.models import create_model
+from se_flax.nnx import functional_model
 from se_spec import vit
 from se_spec.models import FAMILY_STEMS, NETWORK_STRIDE, input_shape, model_spec
 
@@ -81,18 +82,19 @@ def default_input_size(stem: str, train: bool = False) -> int:
 
 def compare_model(name: str, *, train: bool = False, batch: int = 2, size: int | None = None,
                   grads: bool | None = None, seed: int = 0, dtype: str = "float32",
-                  frames: int = 8,
+                  frames: int = 8, api: str = "linen",
                   **kwargs: Any) -> ParityReport:
     """Compare `name` in both frameworks: logits, every block output, every gate.
 
     In training mode also the running statistics and the gradients of every parameter.
+    `api="nnx"` runs the NNX twin (`se_flax.nnx`) on the JAX side instead of the Linen module.
     """
     family = model_spec(name).family
     if family == vit.FAMILY:  # the image side is the model's img_size
         kwargs["img_size"] = size = kwargs.get("img_size") or size or VIT_PARITY_SIZE
     torch.manual_seed(seed)
     torch_model = randomize_(torch_models.create_model(name, **kwargs), seed)
-    flax_model = create_model(name, **kwargs)
+    flax_model = functional_model(name, **kwargs) if api == "nnx" else create_model(name, **kwargs)
     stem = kwargs.get("stem") or FAMILY_STEMS[family][0]
     if size is None and dtype == "float64" and stem == "r3d":
         size = NETWORK_STRIDE[stem]  # no conditioning concern in float64; 3D convs are slow

@@ -54,21 +54,29 @@ class FunctionalModel:
         return nnx_to_linen(self.factory(nnx.Rngs(key)))
 
     def apply(self, variables: dict[str, Any], x: jax.Array, *, train: bool = False,
-              mutable: bool | str | Sequence[str] = False) -> Any:
+              mutable: bool | str | Sequence[str] = False,
+              capture_intermediates: bool = False) -> Any:
         """Logits for `x`, and with `mutable` the updated collections, as `linen.Module.apply`.
 
         `mutable` may name `batch_stats` (the running statistics after a training call) and
         `intermediates` (the attention gates and selection weights, each a 1-tuple as Linen's
-        `sow` stores them).
+        `sow` stores them). `capture_intermediates=True` also records every submodule's output
+        under `<path>/__call__` (as Linen's option of that name; `nnx.capture`'s
+        `method_outputs`); it needs `intermediates` in `mutable`.
         """
         wanted = [mutable] if isinstance(mutable, str) else list(mutable or [])
         unknown = sorted(set(wanted) - {BATCH_STATS, INTERMEDIATES})
         if unknown:
             raise ValueError(f"mutable={unknown}: an NNX model updates only "
                              f"{BATCH_STATS!r} and records only {INTERMEDIATES!r}")
+        if capture_intermediates and INTERMEDIATES not in wanted:
+            raise ValueError(f"capture_intermediates=True needs {INTERMEDIATES!r} in mutable, "
+                             f"got mutable={wanted}")
         model = self.module(variables)
         if INTERMEDIATES in wanted:
-            logits, captured = nnx.capture(model, nnx.Intermediate)(x, train=train)
+            outputs = nnx.Intermediate if capture_intermediates else None
+            logits, captured = nnx.capture(model, nnx.Intermediate,
+                                           method_outputs=outputs)(x, train=train)
         else:
             logits, captured = model(x, train=train), None
         if not wanted:
