@@ -1,7 +1,9 @@
 """`se-convert SRC DST --model NAME`: convert weights between PyTorch and Flax files.
 
 The direction follows the file types (see `se_flax.convert.files`): `.safetensors`, `.pth`, `.pt`,
-`.bin` hold PyTorch state dicts; `.msgpack` and Orbax directories hold Flax variables. Every
+`.bin` hold PyTorch state dicts; `.msgpack` and Orbax directories hold Flax variables: Linen's
+`{params, batch_stats}`, or the state of the `se_flax.nnx` model (`nnx.state(model)
+.to_pure_dict()`), written with `--api nnx` and detected when read. Every
 conversion goes through the Flax variables of `--model` and is checked against it, so PyTorch →
 PyTorch (e.g. `.pth` → `.safetensors`, or `--out-layout article` → `timm`) and Flax → Flax work
 too. `--layout` is the PyTorch layout of SRC when SRC is a PyTorch file (default: detected),
@@ -26,14 +28,19 @@ from se_flax.convert.files import (
     FRAMEWORK,
     CheckpointError,
     checkpoint_format,
+    find_variables,
     load_torch_checkpoint,
-    read_variables,
+    read_tree,
     write_state_dict,
+    write_tree,
     write_variables,
 )
 from se_flax.convert.layouts import AUTO, LAYOUTS
+from se_flax.convert.naming import flatten, unflatten
 from se_flax.convert.network import flax_to_torch, summarize, torch_to_flax, validate_variables
+from se_flax.convert.tensors import to_numpy
 from se_spec.models import MODEL_SPECS, STEMS
+from se_spec.variables import PARAMS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="default: read from the weights (7x7 conv1: imagenet, 3x3: cifar)")
     parser.add_argument("--attn-kwargs", type=json.loads, default=None, metavar="JSON",
                         help='attention options, e.g. \'{"bias": false}\'')
+    parser.add_argument("--api", choices=["linen", "nnx"], default="linen",
+                        help="layout of a Flax DST: linen variables {params, batch_stats} "
+                        "(default) or nnx, the state of se_flax.nnx's model "
+                        "(nnx.state(model).to_pure_dict()); a Flax SRC's is detected")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing DST")
     return parser
 
@@ -68,6 +79,29 @@ def _model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     given = {"num_classes": args.num_classes, "in_chans": args.in_chans, "stem": args.stem,
              "attn_kwargs": args.attn_kwargs}
     return {k: v for k, v in given.items() if v is not None}
+
+
+NNX_NOTE = "read as an NNX state"
+
+
+def read_flax(path: str) -> tuple[dict[str, Any], list[str]]:
+    """Linen variables and notes from a Flax file of either layout (detected).
+
+    Linen variables have a `params` collection (at the top or one level down, in a training
+    state); anything else is read as an NNX state (`se_flax.nnx.convert.nnx_tree_to_linen`).
+    """
+    tree = read_tree(path)
+    if not isinstance(tree, dict) or _holds_linen_variables(tree):
+        return find_variables(tree, path)
+    from se_flax.nnx.convert import nnx_tree_to_linen
+
+    variables = nnx_tree_to_linen(tree)
+    return ({c: unflatten({p: to_numpy(v) for p, v in flatten(variables[c]).items()})
+             for c in variables}, [NNX_NOTE])
+
+
+def _holds_linen_variables(tree: dict[Any, Any]) -> bool:
+    return PARAMS in tree or any(isinstance(v, dict) and PARAMS in v for v in tree.values())
 
 
 def convert_file(args: argparse.Namespace) -> tuple[str, list[str]]:
@@ -85,7 +119,7 @@ def convert_file(args: argparse.Namespace) -> tuple[str, list[str]]:
         variables, report = torch_to_flax(checkpoint, args.model, layout=args.layout, **kwargs)
         layout = f"{report.layout} ({'detected' if report.detected else 'given'})"
     else:
-        variables, notes = read_variables(args.src)
+        variables, notes = read_flax(args.src)
         variables, report = validate_variables(variables, args.model, **kwargs)
         report.notes = notes + report.notes
     problems = list(report.problems)
@@ -97,6 +131,10 @@ def convert_file(args: argparse.Namespace) -> tuple[str, list[str]]:
         elif out.layout != report.layout:
             layout += f" → {out.layout}"
         write_state_dict(state, args.dst)
+    elif args.api == "nnx":
+        from se_flax.nnx.convert import linen_to_nnx_tree
+
+        write_tree(linen_to_nnx_tree(variables), args.dst, overwrite=args.overwrite)
     else:
         write_variables(variables, args.dst, overwrite=args.overwrite)
     info = summarize(report, variables)
@@ -109,6 +147,8 @@ def convert_file(args: argparse.Namespace) -> tuple[str, list[str]]:
     extras += report.notes
     if problems:
         extras.append(f"{len(problems)} problem(s) listed above")
+    src_fw += " nnx" if NNX_NOTE in report.notes else ""
+    dst_fw += " nnx" if dst_fw == "flax" and args.api == "nnx" else ""
     line = (f"se-convert: {args.model} {src_fw}→{dst_fw}: {info['tensors']} tensors, "
             f"{info['parameters']:,} parameters, {', '.join(extras)}; {args.src} → {args.dst}")
     return line, problems

@@ -205,6 +205,11 @@ def read_variables(path: str | Path) -> tuple[dict[str, Any], list[str]]:
     A saved training state (`{"params", "batch_stats", "opt_state", "step", ...}`, possibly one
     level down) is accepted: only `params` and `batch_stats` are taken.
     """
+    return find_variables(read_tree(path), str(path))
+
+
+def read_tree(path: str | Path) -> Any:
+    """The whole tree of a `.msgpack` file or an Orbax directory, as stored."""
     kind = checkpoint_format(path)
     if not Path(path).exists():
         raise CheckpointError(f"{path}: no such file or directory")
@@ -212,24 +217,23 @@ def read_variables(path: str | Path) -> tuple[dict[str, Any], list[str]]:
         from flax import serialization
 
         try:
-            tree = serialization.msgpack_restore(Path(path).read_bytes())
+            return serialization.msgpack_restore(Path(path).read_bytes())
         except Exception as e:
             raise CheckpointError(f"{path}: not a readable Flax msgpack file: {e}") from e
-    elif kind == "orbax":
+    if kind == "orbax":
         import orbax.checkpoint as ocp
 
         try:
             with ocp.StandardCheckpointer() as checkpointer:
-                tree = checkpointer.restore(Path(path).absolute())
+                return checkpointer.restore(Path(path).absolute())
         except Exception as e:
             raise CheckpointError(f"{path}: not a readable Orbax checkpoint: {e}") from e
-    else:
-        raise CheckpointError(f"{path}: a {kind} file holds a PyTorch state dict, not Flax "
-                              "variables")
-    return _find_variables(tree, str(path))
+    raise CheckpointError(f"{path}: a {kind} file holds a PyTorch state dict, not Flax "
+                          "variables")
 
 
-def _find_variables(tree: Any, where: str) -> tuple[dict[str, Any], list[str]]:
+def find_variables(tree: Any, where: str | Path) -> tuple[dict[str, Any], list[str]]:
+    """The `params`/`batch_stats` of a read tree (top level or one level down), plus notes."""
     candidates = [(tree, "")]
     if isinstance(tree, Mapping):
         candidates += [(v, f"[{k!r}]") for k, v in tree.items() if isinstance(v, Mapping)]
@@ -250,10 +254,13 @@ def _find_variables(tree: Any, where: str) -> tuple[dict[str, Any], list[str]]:
 def write_variables(variables: Mapping[str, Any], path: str | Path,
                     overwrite: bool = False) -> None:
     """Write Flax variables to `.msgpack` or an Orbax directory (NumPy arrays, dtypes kept)."""
+    write_tree({c: variables[c] for c in COLLECTIONS if c in variables}, path, overwrite)
+
+
+def write_tree(tree: Mapping[Any, Any], path: str | Path, overwrite: bool = False) -> None:
+    """Write a nested dict of arrays to `.msgpack` or an Orbax directory, dtypes kept."""
     kind = checkpoint_format(path)
-    tree = {c: unflatten({p: np.require(to_numpy(v), requirements="C")
-                          for p, v in flatten(variables[c]).items()})
-            for c in COLLECTIONS if c in variables}
+    tree = _to_numpy_tree(tree)
     if kind == "msgpack":
         from flax import serialization
 
@@ -267,3 +274,9 @@ def write_variables(variables: Mapping[str, Any], path: str | Path,
     else:
         raise CheckpointError(f"{path}: a {kind} file holds a PyTorch state dict, not Flax "
                               "variables")
+
+
+def _to_numpy_tree(tree: Mapping[Any, Any]) -> dict[Any, Any]:
+    """Nested dicts with C-contiguous NumPy leaves (keys kept as they are)."""
+    return {k: _to_numpy_tree(v) if isinstance(v, Mapping)
+            else np.require(to_numpy(v), requirements="C") for k, v in tree.items()}

@@ -17,11 +17,12 @@ import jax.numpy as jnp
 from flax import nnx
 
 from se_flax.convert.errors import ConversionError
-from se_flax.convert.naming import Path, flatten, flax_name, unflatten
+from se_flax.convert.naming import Path, flatten, flax_name, torch_name, unflatten
 from se_spec.variables import BATCH_STATS, COLLECTIONS, PARAMS
 
 NnxPath = tuple[str | int, ...]
 _COLLECTION = {nnx.Param: PARAMS, nnx.BatchStat: BATCH_STATS}
+STAT_LEAVES = ("mean", "var")  # the only `nnx.BatchStat` leaves: BatchNorm running statistics
 
 
 def linen_path(path: NnxPath, variable_type: type[nnx.Variable]) -> Path:
@@ -87,4 +88,37 @@ def nnx_state(expected: Mapping[Path, tuple[NnxPath, nnx.Variable]],
 def nnx_to_linen(model: nnx.Module) -> dict[str, Any]:
     """The Linen variables `{"params": …, "batch_stats": …}` holding `model`'s arrays."""
     flat = {key: var.get_value() for key, (_, var) in model_variables(model).items()}
+    return unflatten(flat)
+
+
+def nnx_path(path: Path) -> NnxPath:
+    """The NNX state path of a Linen variable path (the collection dropped).
+
+    `('params', 'layer1_0', 'se', 'fc1', 'kernel')` → `('layer1', 0, 'se', 'fc1', 'kernel')`.
+    """
+    _, *modules, leaf = path
+    module = torch_name(modules)
+    return (*(int(p) if p.isdigit() else p for p in module.split(".") if p), leaf)
+
+
+def linen_to_nnx_tree(variables: Mapping[str, Any]) -> dict[str | int, Any]:
+    """Linen variables → the nested dict of `nnx.state(model).to_pure_dict()`, no model needed.
+
+    Parameters and running statistics share one tree, as in an NNX state; list indices are
+    integers. `nnx.replace_by_pure_dict(nnx.state(model), tree)` loads it into a model.
+    """
+    return unflatten({nnx_path(p): v for p, v in flatten(
+        {c: variables[c] for c in COLLECTIONS if c in variables}).items()})
+
+
+def nnx_tree_to_linen(tree: Mapping[Any, Any]) -> dict[str, Any]:
+    """An NNX pure-dict state → Linen variables; leaves `mean`/`var` go to `batch_stats`.
+
+    Integer keys may be stored as strings (Orbax restores them so); both are accepted.
+    """
+    flat = {}
+    for path, value in flatten(tree).items():
+        *modules, leaf = path
+        collection = BATCH_STATS if leaf in STAT_LEAVES else PARAMS
+        flat[(collection, *flax_name(".".join(modules)), leaf)] = value
     return unflatten(flat)
