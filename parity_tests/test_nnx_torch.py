@@ -1,7 +1,8 @@
 """PyTorch state dicts → NNX (through `torch_to_flax` then `linen_to_nnx`) and back.
 
-The weights travel bit for bit in both directions; the NNX model's eval logits and gates match
-the PyTorch reference within the eval tolerance (different frameworks, different programs).
+The weights travel bit for bit in both directions; the NNX model's eval logits, gates and
+Selective Kernel selection weights match the PyTorch reference within the eval tolerance
+(different frameworks, different programs).
 """
 
 import jax
@@ -15,9 +16,14 @@ import se_torch_ref
 from se_flax import flax_to_torch, torch_to_flax
 from se_spec.tolerances import EVAL_TOL, scaled_error
 
+SE_GATE = (("layer1", 0, "se"), "last_gate", "gate")
+SELECTION = (("layer1", 0, "conv1"), "last_selection", "selection")  # (N, paths, C) in both
 
-@pytest.mark.parametrize("name", ["se_resnet18", "cbam_resnet18"])
-def test_a_pytorch_checkpoint_runs_in_nnx_and_comes_back_unchanged(name):
+
+@pytest.mark.parametrize("name,recorded", [("se_resnet18", SE_GATE),
+                                           ("cbam_resnet18", SE_GATE),
+                                           ("sk_resnet18", SELECTION)])
+def test_a_pytorch_checkpoint_runs_in_nnx_and_comes_back_unchanged(name, recorded):
     torch.manual_seed(0)
     reference = se_torch_ref.create_model(name, num_classes=10, stem="cifar").eval()
     for module in reference.modules():  # running statistics that eval mode really uses
@@ -36,7 +42,11 @@ def test_a_pytorch_checkpoint_runs_in_nnx_and_comes_back_unchanged(name):
     x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
     with torch.no_grad():
         expected = reference(torch.from_numpy(x)).numpy()
-    gate_ref = reference.layer1[0].se.last_gate.numpy()
+    module_path, torch_attr, nnx_name = recorded
+    module = reference
+    for part in module_path:
+        module = module[part] if isinstance(part, int) else getattr(module, part)
+    gate_ref = getattr(module, torch_attr).numpy()
     graphdef, state = nnx.split(model)
 
     @jax.jit
@@ -46,5 +56,9 @@ def test_a_pytorch_checkpoint_runs_in_nnx_and_comes_back_unchanged(name):
     with jax.default_matmul_precision("highest"):
         logits, caps = run(state, x.transpose(0, 2, 3, 1))
     assert scaled_error(logits, expected)[1] <= EVAL_TOL
-    gate = caps["layer1"][0]["se"]["gate"].get_value()[0]
+    node = caps
+    for part in module_path:
+        node = node[part]
+    gate = node[nnx_name].get_value()[0]
+    assert gate.shape == gate_ref.shape
     assert scaled_error(gate, gate_ref)[1] <= EVAL_TOL

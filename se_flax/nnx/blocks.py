@@ -22,9 +22,10 @@ from se_flax.implementation import Implementation
 from se_flax.layers.boundary import fusion_boundary
 from se_flax.layers.conv import conv_general_dilated
 from se_flax.models.blocks import conv_init
+from se_flax.nnx.intermediates import labelled
 from se_flax.nnx.norm import BatchNorm
 from se_flax.nnx.variants import ATTENTION_VARIANTS
-from se_spec.models import NO_ATTENTION
+from se_spec.models import NO_ATTENTION, block_width
 
 Boundary = Callable[[jax.Array], jax.Array] | None
 
@@ -49,16 +50,22 @@ class Layers:
     spatial_rank: int = 2
 
     def conv(self, in_features: int, features: int, kernel: Sequence[int],
-             stride: Sequence[int], rngs: nnx.Rngs) -> nnx.Conv:
-        """Bias-free convolution with PyTorch's symmetric padding `k // 2` per axis."""
+             stride: Sequence[int], rngs: nnx.Rngs, *, groups: int = 1,
+             dilation: int = 1) -> nnx.Conv:
+        """Bias-free convolution with PyTorch's symmetric padding `dilation * (k // 2)` per axis.
+
+        `groups` is PyTorch's `groups` (Flax's `feature_group_count`); `dilation` dilates the
+        kernel along every spatial axis.
+        """
         impl = self.impl
         lowering = lax.conv_general_dilated
         if impl.pointwise_products or impl.small_map_products:
             lowering = functools.partial(_rewritten_conv, pointwise=impl.pointwise_products,
                                          small_map=impl.small_map_products)
         return nnx.Conv(in_features, features, tuple(kernel), tuple(stride),
-                        padding=[(k // 2, k // 2) for k in kernel], use_bias=False,
-                        dtype=self.dtype, kernel_init=conv_init,
+                        padding=[(dilation * (k // 2),) * 2 for k in kernel],
+                        kernel_dilation=(dilation,) * len(kernel), feature_group_count=groups,
+                        use_bias=False, dtype=self.dtype, kernel_init=conv_init,
                         conv_general_dilated=lowering, rngs=rngs)
 
     def norm(self, features: int, *, zero_scale: bool = False, rngs: nnx.Rngs) -> BatchNorm:
@@ -91,20 +98,26 @@ def flag(train: bool | None) -> bool | None:
 
 
 class ResidualBlock(nnx.Module):
-    """BasicBlock (`bottleneck=False`) or Bottleneck (expansion 4) with attention `se`."""
+    """BasicBlock (`bottleneck=False`) or Bottleneck (expansion 4) with attention `se`.
+
+    A Bottleneck with `cardinality > 1` is ResNeXt's (Xie et al., CVPR 2017): its 3x3 conv has
+    `block_width(planes, base_width, cardinality)` channels in `cardinality` groups.
+    """
 
     def __init__(self, in_ch: int, planes: int, stride: int, bottleneck: bool,
                  zero_init_last_bn: bool, layers: Layers, path: str, *,
-                 rngs: nnx.Rngs) -> None:
+                 cardinality: int = 1, base_width: int = 64, rngs: nnx.Rngs) -> None:
         out_ch = planes * (4 if bottleneck else 1)
+        width = block_width(labelled("ResidualBlock", path), planes, base_width, cardinality,
+                            bottleneck)
         s = (stride, stride)
         self.bottleneck = bottleneck
         if bottleneck:
-            self.conv1 = layers.conv(in_ch, planes, (1, 1), (1, 1), rngs)
-            self.bn1 = layers.norm(planes, rngs=rngs)
-            self.conv2 = layers.conv(planes, planes, (3, 3), s, rngs)
-            self.bn2 = layers.norm(planes, rngs=rngs)
-            self.conv3 = layers.conv(planes, out_ch, (1, 1), (1, 1), rngs)
+            self.conv1 = layers.conv(in_ch, width, (1, 1), (1, 1), rngs)
+            self.bn1 = layers.norm(width, rngs=rngs)
+            self.conv2 = layers.conv(width, width, (3, 3), s, rngs, groups=cardinality)
+            self.bn2 = layers.norm(width, rngs=rngs)
+            self.conv3 = layers.conv(width, out_ch, (1, 1), (1, 1), rngs)
             self.bn3 = layers.norm(out_ch, zero_scale=zero_init_last_bn, rngs=rngs)
         else:
             self.conv1 = layers.conv(in_ch, planes, (3, 3), s, rngs)

@@ -29,9 +29,8 @@ __all__ = ["create_model", "list_models"]
 
 
 def _has_twin(name: str) -> bool:
-    """Whether `name` is built from NNX twins: its family, and no ResNeXt/SK block options."""
-    found = model_spec(name)
-    return found.family in _FAMILIES and set(found.architecture()) == {"block", "layers"}
+    """Whether `name` is built from NNX twins: whether its family has one."""
+    return model_spec(name).family in _FAMILIES
 
 
 def list_models() -> list[str]:
@@ -53,9 +52,7 @@ def create_model(name: str, *, rngs: nnx.Rngs | None = None,
     options = resolve_options(name, **kwargs)
     family = model_spec(name).family
     if not _has_twin(name):
-        extra = sorted(set(model_spec(name).architecture()) - {"block", "layers"})
-        what = f"family {family!r}" + (f" with {', '.join(extra)}" if extra else "")
-        raise ValueError(f"{name}: no NNX twin yet ({what}); NNX models: "
+        raise ValueError(f"{name}: no NNX twin yet (family {family!r}); NNX models: "
                          f"{', '.join(list_models())}")
     cls, rank = _FAMILIES[family]
     builder = Layers(resolve_implementation(impl), flax_only.get("dtype"),

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from nnx_twins import differences, randomize_batch_stats
+from nnx_twins import differences, linen_twin, randomize_batch_stats
 
 import se_flax
 import se_flax.nnx as snnx
@@ -171,3 +171,81 @@ def test_bad_options_and_inputs_raise_the_linen_error(variant, kwargs, shape):
     with pytest.raises(ValueError) as ours:
         snnx.create_attention(variant, 64, rngs=nnx.Rngs(0), **kwargs)(x)
     assert str(ours.value) == str(ref.value)
+
+
+SK_CASES = [  # (in_channels, features, options, impl)
+    (16, 16, {"rd_ratio": 1 / 8, "rd_divisor": 16}, "xla"),
+    (16, 32, {"stride": 2, "groups": 4, "dilations": (1, 2, 3), "split_input": False,
+              "rd_channels": 8}, "cpu"),
+]
+
+
+def _sk_pair(in_channels, features, options, impl):
+    """A Linen `SelectiveKernel`, its variables and the NNX twin holding them."""
+    x = _x((2, 6, 6, in_channels))
+    implementation = se_flax.implementation.resolve_implementation(impl)
+    fields = implementation.module_fields()
+    linen = se_flax.SelectiveKernel(features, conv=fields["conv"], norm=fields["norm"], **options)
+    variables = linen_twin(linen, x)  # NumPy draws: no init program to compile
+    model = nnx.eval_shape(lambda: snnx.SelectiveKernel(in_channels, features,
+                                                        impl=implementation, rngs=nnx.Rngs(1),
+                                                        **options))
+    return x, linen, variables, snnx.linen_to_nnx(model, variables)
+
+
+@pytest.mark.parametrize("in_channels,features,options,impl", SK_CASES)
+def test_selective_kernel_matches_linen(in_channels, features, options, impl):
+    """Outputs, selection weights, running statistics and gradients: exact."""
+    x, linen, variables, model = _sk_pair(in_channels, features, options, impl)
+    for train in (False, True):
+        y_ref, sel_ref, stats_ref = _linen_apply(linen, variables, x, train)
+        y, sel, stats = _nnx_apply(nnx.clone(model), x, train)
+        assert set(sel) == {("selection",)} and sel[("selection",)][0].shape[1] == len(
+            options.get("dilations", (1, 2)))
+        _exact(differences({("y",): y}, {("y",): y_ref}))
+        _exact(differences(sel, sel_ref))
+        _exact(differences(stats, variables["batch_stats"] if stats_ref is None else stats_ref))
+    w = _x(y_ref.shape, 2)
+
+    def linen_loss(params, x):
+        y, _ = linen.apply({**variables, "params": params}, x, train=True,
+                           mutable=["batch_stats"])
+        return jnp.sum(y * w)
+
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def nnx_loss(both, x):
+        return jnp.sum(nnx.merge(graphdef, *both)(x, train=True) * w)
+
+    (g_ref, dx_ref) = jax.jit(jax.grad(linen_loss, argnums=(0, 1)))(variables["params"], x)
+    ((g_params, _), dx) = jax.jit(jax.grad(nnx_loss, argnums=(0, 1)))((params, rest), x)
+    grads = snnx.nnx_to_linen(nnx.merge(graphdef, g_params, rest))["params"]
+    _exact(differences(grads, g_ref))
+    _exact(differences({("x",): dx}, {("x",): dx_ref}))
+
+
+@pytest.mark.parametrize("in_channels,features,options", [
+    (15, 16, {}),
+    (16, 16, {"groups": 3}),
+    (16, 16, {"dilations": (1,)}),
+    (16, 0, {}),
+    (16, 16, {"rd_ratio": 2}),
+])
+def test_selective_kernel_bad_options_raise_the_linen_error(in_channels, features, options):
+    x = jnp.ones((1, 4, 4, in_channels))
+    with pytest.raises(ValueError) as ref:
+        jax.eval_shape(se_flax.SelectiveKernel(features, **options).init,
+                       jax.random.PRNGKey(0), x)
+    with pytest.raises(ValueError) as ours:
+        nnx.eval_shape(lambda: snnx.SelectiveKernel(in_channels, features, rngs=nnx.Rngs(0),
+                                                    **options)(x))
+    assert str(ours.value) == str(ref.value)
+
+
+def test_selective_kernel_refuses_an_input_of_another_width():
+    sk = nnx.eval_shape(lambda: snnx.SelectiveKernel(16, 16, rngs=nnx.Rngs(0)))
+    with pytest.raises(ValueError, match="split_input=True with in_channels=15 and 2 paths"):
+        nnx.eval_shape(lambda m: m(jnp.ones((1, 4, 4, 15))), sk)
+    with pytest.raises(ValueError, match=r"input has 8 channels \(shape \(1, 4, 4, 8\)\); "
+                       "the module was built for in_channels=16"):
+        nnx.eval_shape(lambda m: m(jnp.ones((1, 4, 4, 8))), sk)
