@@ -12,9 +12,13 @@ from flax import nnx
 
 from se_flax.implementation import AUTO, Implementation, resolve_implementation
 from se_flax.nnx.blocks import Layers
+from se_flax.nnx.mobilenet_v3 import MobileNetV3
 from se_flax.nnx.r3d import VideoResNet
 from se_flax.nnx.resnet import ResNet
+from se_flax.nnx.vit import VisionTransformer
+from se_spec import mobilenet as mobilenet_spec
 from se_spec import models as spec
+from se_spec import vit as vit_spec
 from se_spec.models import (
     FLAX_ONLY_OPTIONS,
     check_option_names,
@@ -22,8 +26,10 @@ from se_spec.models import (
     resolve_options,
 )
 
-_FAMILIES: dict[str, tuple[type[nnx.Module], int]] = {"resnet2d": (ResNet, 2),
-                                                       "r3d": (VideoResNet, 3)}
+# family → (network, spatial rank of its attention modules: a ViT's SE squeezes the tokens)
+_FAMILIES: dict[str, tuple[type[nnx.Module], int]] = {
+    "resnet2d": (ResNet, 2), "r3d": (VideoResNet, 3), mobilenet_spec.FAMILY: (MobileNetV3, 2),
+    vit_spec.FAMILY: (VisionTransformer, 1)}
 
 __all__ = ["create_model", "list_models"]
 
@@ -44,7 +50,8 @@ def create_model(name: str, *, rngs: nnx.Rngs | None = None,
     """Build a registered model as an `nnx.Module` (parameters drawn from `rngs`, default seed 0).
 
     The keyword arguments of `se_flax.create_model`: `num_classes`, `stem`, `attn`,
-    `attn_kwargs`, `zero_init_last_bn`, `in_chans`, and the Flax-only `dtype`, `axis_name` and
+    `attn_kwargs`, `zero_init_last_bn`, `in_chans` (ViT also `img_size`, `patch_size`), and the
+    Flax-only `dtype`, `axis_name` and
     `impl`. The model starts in training mode (`model.eval()` switches; a call's `train=`
     argument overrides either).
     """
