@@ -57,8 +57,9 @@ class InvertedResidual(nnx.Module):
         block.append(conv_bn(layers, cfg.expanded, cfg.expanded, cfg.kernel, cfg.stride, rngs,
                              groups=cfg.expanded))
         self.num_activated = len(block)
-        attn = layers.attention(cfg.expanded, f"{path}/block_{len(block)}", rngs) if cfg.se \
-            else None
+        attn = None
+        if cfg.se:  # torchvision's index: the module after the depthwise conv
+            attn = layers.attention(cfg.expanded, f"{path}/block_{len(block)}", rngs)
         self.has_attention = attn is not None
         if attn is not None:
             block.append(attn)
@@ -91,8 +92,8 @@ class MobileNetV3(nnx.Module):
                  zero_init_last_bn: bool, in_chans: int, builder: Layers, model_name: str, *,
                  rngs: nnx.Rngs) -> None:
         del layers
-        self.model_name, self.stem, self.in_chans, self.dtype = model_name, stem, in_chans, \
-            builder.dtype
+        self.model_name, self.stem, self.in_chans = model_name, stem, in_chans
+        self.dtype = builder.dtype
         features: list[nnx.Module] = [conv_bn(builder, in_chans, STEM_CHANNELS, 3,
                                                2 if stem == "imagenet" else 1, rngs)]
         chans = block_channels(block)
