@@ -62,3 +62,41 @@ def test_a_pytorch_checkpoint_runs_in_nnx_and_comes_back_unchanged(name, recorde
     gate = node[nnx_name].get_value()[0]
     assert gate.shape == gate_ref.shape
     assert scaled_error(gate, gate_ref)[1] <= EVAL_TOL
+
+
+@pytest.mark.parametrize("name,options,side", [
+    ("mobilenet_v3_small", {"stem": "cifar"}, 16),  # its own MobileNetV3 SE (hard-sigmoid gate)
+    ("se_vit_tiny_patch16_224", {"img_size": 32, "patch_size": 8}, 32),
+])
+def test_a_pytorch_mobilenet_or_vit_runs_in_nnx(name, options, side):
+    """MobileNetV3 and SE-ViT: torch → Linen variables → NNX, eval logits and first gate."""
+    torch.manual_seed(0)
+    reference = se_torch_ref.create_model(name, num_classes=10, **options).eval()
+    for module in reference.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    state_dict = {k: v.numpy() for k, v in reference.state_dict().items()}
+    model = nnx.eval_shape(lambda: snnx.create_model(name, num_classes=10, **options))
+    snnx.linen_to_nnx(model, torch_to_flax(state_dict, name, num_classes=10, **options))
+    back = flax_to_torch(snnx.nnx_to_linen(model), name)
+    assert set(back) == set(state_dict)
+    for k, v in state_dict.items():
+        assert np.array_equal(np.asarray(back[k]), v), k
+
+    x = np.random.default_rng(0).standard_normal((2, 3, side, side)).astype(np.float32)
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x)).numpy()
+    vit = "vit" in name
+    gate_ref = (reference.blocks[0].se if vit else reference.features[1].block[1]).last_gate
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def run(state, x):
+        return nnx.capture(nnx.merge(graphdef, state), nnx.Intermediate)(x, train=False)
+
+    with jax.default_matmul_precision("highest"):
+        logits, caps = run(state, x.transpose(0, 2, 3, 1))
+    assert scaled_error(logits, expected)[1] <= EVAL_TOL
+    gate = (caps["blocks"][0]["se"] if vit else caps["features"][1]["block"][1])["gate"]
+    assert scaled_error(gate.get_value()[0], gate_ref.numpy())[1] <= EVAL_TOL

@@ -49,6 +49,14 @@ class Layers:
     attn_kwargs: Any = None
     spatial_rank: int = 2
 
+    def lowering(self) -> Callable[..., jax.Array]:
+        """The `conv_general_dilated` of every convolution: XLA's, or with the CPU rewrites."""
+        impl = self.impl
+        if impl.pointwise_products or impl.small_map_products:
+            return functools.partial(_rewritten_conv, pointwise=impl.pointwise_products,
+                                     small_map=impl.small_map_products)
+        return lax.conv_general_dilated
+
     def conv(self, in_features: int, features: int, kernel: Sequence[int],
              stride: Sequence[int], rngs: nnx.Rngs, *, groups: int = 1,
              dilation: int = 1) -> nnx.Conv:
@@ -57,20 +65,20 @@ class Layers:
         `groups` is PyTorch's `groups` (Flax's `feature_group_count`); `dilation` dilates the
         kernel along every spatial axis.
         """
-        impl = self.impl
-        lowering = lax.conv_general_dilated
-        if impl.pointwise_products or impl.small_map_products:
-            lowering = functools.partial(_rewritten_conv, pointwise=impl.pointwise_products,
-                                         small_map=impl.small_map_products)
         return nnx.Conv(in_features, features, tuple(kernel), tuple(stride),
                         padding=[(dilation * (k // 2),) * 2 for k in kernel],
                         kernel_dilation=(dilation,) * len(kernel), feature_group_count=groups,
                         use_bias=False, dtype=self.dtype, kernel_init=conv_init,
-                        conv_general_dilated=lowering, rngs=rngs)
+                        conv_general_dilated=self.lowering(), rngs=rngs)
 
-    def norm(self, features: int, *, zero_scale: bool = False, rngs: nnx.Rngs) -> BatchNorm:
-        """PyTorch-compatible BatchNorm; `zero_scale` for a block's last BN."""
-        return BatchNorm(features, axis_name=self.axis_name, dtype=self.dtype,
+    def norm(self, features: int, *, zero_scale: bool = False, momentum: float = 0.9,
+             epsilon: float = 1e-5, rngs: nnx.Rngs) -> BatchNorm:
+        """PyTorch-compatible BatchNorm; `zero_scale` for a block's last BN.
+
+        `momentum` is Flax's (PyTorch's `1 - momentum`).
+        """
+        return BatchNorm(features, momentum=momentum, epsilon=epsilon,
+                         axis_name=self.axis_name, dtype=self.dtype,
                          scale_init=nnx.initializers.zeros if zero_scale
                          else nnx.initializers.ones,
                          custom_vjp=self.impl.batchnorm_vjp, rngs=rngs)

@@ -85,3 +85,23 @@ def test_pytorch_state_dict_names_come_from_the_nnx_model():
     state_dict = flax_to_torch(zeros)
     assert state_dict["stem.0.weight"].shape == (64, 3, 3, 7, 7)
     assert state_dict["layer2.0.conv1.1.running_var"].shape == (128,)
+
+
+def test_a_parameter_outside_any_module_keeps_its_name():
+    """ViT's `cls_token`/`pos_embed`: NNX `('cls_token',)` ↔ Linen `params/cls_token` ↔ torch."""
+    assert snnx.linen_path(("cls_token",), nnx.Param) == ("params", "cls_token")
+    assert torch_key(snnx.linen_path(("pos_embed",), nnx.Param)) == "pos_embed"
+    options = {"img_size": 32, "patch_size": 8}
+    variables = _random_linen("se_vit_tiny_patch16_224", **options)
+    assert "batch_stats" not in variables
+    model = snnx.linen_to_nnx(_abstract("se_vit_tiny_patch16_224", **options), variables)
+    np.testing.assert_array_equal(model.cls_token.get_value(),
+                                  variables["params"]["cls_token"])
+    back = flatten(snnx.nnx_to_linen(model))
+    assert set(back) == set(flatten(variables))
+    for k, v in flatten(variables).items():
+        assert np.array_equal(np.asarray(back[k]), v), k
+    del variables["params"]["pos_embed"]
+    with pytest.raises(ConversionError, match=r"missing variable params/pos_embed \(expected "
+                       r"shape \(1, 17, 192\)\)"):
+        snnx.linen_to_nnx(_abstract("se_vit_tiny_patch16_224", **options), variables)

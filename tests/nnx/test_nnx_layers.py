@@ -7,6 +7,7 @@ equality of outputs, gates, running statistics and gradients.
 
 import warnings
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +19,7 @@ import se_flax
 import se_flax.nnx as snnx
 from se_flax.convert.naming import flatten
 from se_flax.layers import BatchNorm as LinenBatchNorm
+from se_flax.nnx.layer_norm import LayerNorm
 
 
 def _x(shape, seed=0):
@@ -249,3 +251,24 @@ def test_selective_kernel_refuses_an_input_of_another_width():
     with pytest.raises(ValueError, match=r"input has 8 channels \(shape \(1, 4, 4, 8\)\); "
                        "the module was built for in_channels=16"):
         nnx.eval_shape(lambda m: m(jnp.ones((1, 4, 4, 8))), sk)
+
+
+@pytest.mark.parametrize("dtype", [None, jnp.bfloat16])
+@pytest.mark.parametrize("x_dtype", [jnp.float32, jnp.bfloat16])
+def test_layer_norm_is_linens_program(dtype, x_dtype):
+    """ViT's LayerNorm: the jaxpr of `nn.LayerNorm(use_fast_variance=False)`, so equal outputs.
+
+    (`nnx.LayerNorm` is not: it rounds the float32 scale and bias to a bfloat16 `dtype`.)
+    """
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, 5, 8)), x_dtype)
+    params = {"scale": jnp.asarray(1 + 0.1 * rng.standard_normal(8), jnp.float32),
+              "bias": jnp.asarray(0.1 * rng.standard_normal(8), jnp.float32)}
+    linen = nn.LayerNorm(epsilon=1e-6, use_fast_variance=False, dtype=dtype)
+    graphdef, state = nnx.split(LayerNorm(8, epsilon=1e-6, dtype=dtype))
+    state = nnx.State({k: v.replace(params[k]) for k, v in state.items()})
+    ours = jax.make_jaxpr(lambda s, x: nnx.merge(graphdef, s)(x))(state, x)
+    ref = jax.make_jaxpr(lambda p, x: linen.apply({"params": p}, x))(params, x)
+    assert str(ours) == str(ref)
+    y, y_ref = nnx.merge(graphdef, state)(x), linen.apply({"params": params}, x)
+    assert y.dtype == y_ref.dtype and np.array_equal(np.asarray(y), np.asarray(y_ref))
