@@ -2,8 +2,8 @@
 
 The direction follows the file types (see `se_flax.convert.files`): `.safetensors`, `.pth`, `.pt`,
 `.bin` hold PyTorch state dicts; `.msgpack` and Orbax directories hold Flax variables: Linen's
-`{params, batch_stats}`, or the state of the `se_flax.nnx` model (`nnx.state(model)
-.to_pure_dict()`), written with `--api nnx` and detected when read. Every
+`{params, batch_stats}`, or the state of the `se_flax.nnx` model
+(`nnx.to_pure_dict(nnx.state(model))`), written with `--api nnx` and detected when read. Every
 conversion goes through the Flax variables of `--model` and is checked against it, so PyTorch →
 PyTorch (e.g. `.pth` → `.safetensors`, or `--out-layout article` → `timm`) and Flax → Flax work
 too. `--layout` is the PyTorch layout of SRC when SRC is a PyTorch file (default: detected),
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--api", choices=["linen", "nnx"], default="linen",
                         help="layout of a Flax DST: linen variables {params, batch_stats} "
                         "(default) or nnx, the state of se_flax.nnx's model "
-                        "(nnx.state(model).to_pure_dict()); a Flax SRC's is detected")
+                        "(nnx.to_pure_dict(nnx.state(model))); a Flax SRC's is detected")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing DST")
     return parser
 

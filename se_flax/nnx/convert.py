@@ -102,7 +102,7 @@ def nnx_path(path: Path) -> NnxPath:
 
 
 def linen_to_nnx_tree(variables: Mapping[str, Any]) -> dict[str | int, Any]:
-    """Linen variables → the nested dict of `nnx.state(model).to_pure_dict()`, no model needed.
+    """Linen variables → the nested dict of `nnx.to_pure_dict(nnx.state(model))`, no model needed.
 
     Parameters and running statistics share one tree, as in an NNX state; list indices are
     integers. `nnx.replace_by_pure_dict(nnx.state(model), tree)` loads it into a model.

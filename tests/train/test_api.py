@@ -9,7 +9,7 @@ from train.config import ConfigError, TrainConfig
 from train.loop import final_params
 from train.testing import TINY_ARGS, run_train
 
-ARGS = [*TINY_ARGS, "--max-steps", "6", "--log-every", "1", "--checkpoint-every", "6"]
+ARGS = [*TINY_ARGS, "--log-every", "1", "--checkpoint-every", "3"]
 
 
 def _losses(run_dir):
@@ -25,22 +25,32 @@ def _leaves(tree, prefix=""):
     return out
 
 
-def test_nnx_run_follows_the_linen_run_from_the_same_seed(tmp_path):
-    """Same seed and data: the same loss at every step and the same final variables."""
-    runs = {}
-    for api in ("linen", "nnx"):
-        proc = run_train(*ARGS, "--api", api, "--output-dir", str(tmp_path / api))
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert f"se_resnet18 ({api}) on digits" in proc.stdout + proc.stderr
-        runs[api] = tmp_path / api
-    linen, nnx = _losses(runs["linen"]), _losses(runs["nnx"])
-    assert sorted(linen) == sorted(nnx) == list(range(1, 7))
-    worst = max(abs(nnx[s] - linen[s]) / abs(linen[s]) for s in linen)
-    assert worst <= 1e-5, (linen, nnx)
-    ours, ref = _leaves(final_params(runs["nnx"])), _leaves(final_params(runs["linen"]))
-    assert set(ours) == set(ref) and len(ref) > 100
-    for k in ref:
-        np.testing.assert_allclose(ours[k], ref[k], rtol=1e-5, atol=1e-6, err_msg=k)
+def _train(*args):
+    proc = run_train(*ARGS, *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def test_nnx_run_follows_the_linen_run_and_resumes_as_linen(tmp_path):
+    """Same seed and data: the same loss at every step; an NNX checkpoint resumes in Linen.
+
+    Linen trains 6 steps straight; NNX trains steps 1-3 and Linen resumes its checkpoint for
+    steps 4-6. Every loss and the final variables must agree.
+    """
+    linen, mixed = tmp_path / "linen", tmp_path / "nnx_then_linen"
+    assert "se_resnet18 (linen) on digits" in _train("--max-steps", "6", "--output-dir",
+                                                     str(linen))
+    assert "se_resnet18 (nnx) on digits" in _train("--api", "nnx", "--max-steps", "3",
+                                                   "--output-dir", str(mixed))
+    _train("--api", "linen", "--max-steps", "6", "--resume", "--output-dir", str(mixed))
+    ref, ours = _losses(linen), _losses(mixed)
+    assert sorted(ref) == sorted(ours) == list(range(1, 7))
+    worst = max(abs(ours[s] - ref[s]) / abs(ref[s]) for s in ref)
+    assert worst <= 1e-5, (ref, ours)
+    final, final_ref = _leaves(final_params(mixed)), _leaves(final_params(linen))
+    assert set(final) == set(final_ref) and len(final_ref) > 100
+    for k in final_ref:
+        np.testing.assert_allclose(final[k], final_ref[k], rtol=1e-5, atol=1e-6, err_msg=k)
 
 
 def test_an_unknown_api_is_named():
