@@ -100,3 +100,25 @@ def test_a_pytorch_mobilenet_or_vit_runs_in_nnx(name, options, side):
     assert scaled_error(logits, expected)[1] <= EVAL_TOL
     gate = (caps["blocks"][0]["se"] if vit else caps["features"][1]["block"][1])["gate"]
     assert scaled_error(gate.get_value()[0], gate_ref.numpy())[1] <= EVAL_TOL
+
+
+@pytest.mark.slow
+def test_a_timm_se_resnet50_state_dict_gives_the_linen_logits_in_nnx():
+    """timm's `seresnet50` keys (ImageNet stem, 1000 classes), loaded strictly into both APIs."""
+    import se_flax
+    from parity_tests.networks import randomize_
+
+    torch.manual_seed(0)
+    state_dict = {k: v.numpy() for k, v in randomize_(
+        se_torch_ref.create_model("se_resnet50")).state_dict().items()}
+    assert "layer1.0.se.fc1.weight" in state_dict and "fc.weight" in state_dict  # timm's names
+    variables = torch_to_flax(state_dict, "se_resnet50", layout="timm", strict=True)
+    model = snnx.linen_to_nnx(nnx.eval_shape(lambda: snnx.create_model("se_resnet50")),
+                              variables)
+    x = np.random.default_rng(0).standard_normal((2, 64, 64, 3)).astype(np.float32)
+    linen = se_flax.create_model("se_resnet50")
+    graphdef, state = nnx.split(model)
+    with jax.default_matmul_precision("highest"):
+        ref = jax.jit(lambda v, x: linen.apply(v, x, train=False))(variables, x)
+        ours = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x, train=False))(state, x)
+    assert np.array_equal(np.asarray(ours), np.asarray(ref))

@@ -43,7 +43,7 @@ def test_new_units_receive_gradients(setup):
                                mutable=["batch_stats"])
         return jnp.mean(logits ** 2)
 
-    grads = jax.grad(loss)(change.weights["params"])
+    grads = jax.jit(jax.grad(loss))(change.weights["params"])
     old = variables["params"]["layer4_1"]["se"]["fc1"]["kernel"].shape[-1]
     g_out = grads["layer4_1"]["se"]["fc2"]["kernel"][..., old:, :]
     assert float(jnp.max(jnp.abs(g_out))) > 0, "the new units' outgoing weights get no gradient"
