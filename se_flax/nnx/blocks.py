@@ -100,6 +100,23 @@ class Layers:
         return ATTENTION_VARIANTS[self.attn](channels=channels, path=path, rngs=rngs, **options)
 
 
+def attend_and_add(block: nnx.Module, y: jax.Array, x: jax.Array, train: bool | None
+                   ) -> jax.Array:
+    """The end of a residual block: attention, shortcut, ReLU of the sum, fusion boundary.
+
+    Attention `block.se` acts on the branch `y`; the shortcut of `x` goes through
+    `block.downsample` (conv, then BatchNorm) when there is one; `block.residual_boundary`
+    closes the block when the implementation asks for it.
+    """
+    if block.se is not None:
+        y = block.se(y, train=train)
+    shortcut = x
+    if block.downsample is not None:
+        shortcut = block.downsample[1](block.downsample[0](x), flag(train))
+    out = nnx.relu(y + shortcut.astype(y.dtype))
+    return out if block.residual_boundary is None else block.residual_boundary(out)
+
+
 def flag(train: bool | None) -> bool | None:
     """`use_running_average` for a BatchNorm from a model's `train` argument (None: its mode)."""
     return None if train is None else not train
@@ -146,10 +163,4 @@ class ResidualBlock(nnx.Module):
             y = self.bn3(self.conv3(y), ra)
         else:
             y = self.bn2(self.conv2(y), ra)
-        if self.se is not None:
-            y = self.se(y, train=train)
-        shortcut = x
-        if self.downsample is not None:
-            shortcut = self.downsample[1](self.downsample[0](x), ra)
-        out = nnx.relu(y + shortcut.astype(y.dtype))
-        return out if self.residual_boundary is None else self.residual_boundary(out)
+        return attend_and_add(self, y, x, train)

@@ -31,8 +31,17 @@ def linen_path(path: NnxPath, variable_type: type[nnx.Variable]) -> Path:
     `(('layer1', 0, 'se', 'fc1', 'kernel'), nnx.Param)` → `('params', 'layer1_0', 'se', 'fc1',
     'kernel')`.
     """
+    return (_COLLECTION[variable_type], *linen_names(path))
+
+
+def linen_names(path: NnxPath) -> Path:
+    """An NNX path as Linen names, without a collection.
+
+    `('layer1', 0, 'se', 'gate')` → `('layer1_0', 'se', 'gate')`; integer indices and digit
+    strings (as Orbax restores them) alike.
+    """
     *modules, leaf = path
-    return (_COLLECTION[variable_type], *flax_name(".".join(map(str, modules))), str(leaf))
+    return (*flax_name(".".join(map(str, modules))), str(leaf))
 
 
 def model_variables(model: nnx.Module) -> dict[Path, tuple[NnxPath, nnx.Variable]]:
@@ -118,7 +127,6 @@ def nnx_tree_to_linen(tree: Mapping[Any, Any]) -> dict[str, Any]:
     """
     flat = {}
     for path, value in flatten(tree).items():
-        *modules, leaf = path
-        collection = BATCH_STATS if leaf in STAT_LEAVES else PARAMS
-        flat[(collection, *flax_name(".".join(modules)), leaf)] = value
+        collection = BATCH_STATS if path[-1] in STAT_LEAVES else PARAMS
+        flat[(collection, *linen_names(path))] = value
     return unflatten(flat)

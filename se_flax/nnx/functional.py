@@ -16,8 +16,8 @@ from typing import Any
 import jax
 from flax import nnx
 
-from se_flax.convert.naming import flax_name, unflatten
-from se_flax.nnx.convert import model_variables, nnx_state, nnx_to_linen
+from se_flax.convert.naming import unflatten
+from se_flax.nnx.convert import linen_names, model_variables, nnx_state, nnx_to_linen
 from se_flax.nnx.models import create_model
 from se_spec.variables import BATCH_STATS, INTERMEDIATES
 
@@ -94,9 +94,7 @@ def recorded(captured: Any) -> dict[str, Any]:
     flat = {}
     for path, variable in nnx.to_flat_state(captured):
         value = variable.get_value() if isinstance(variable, nnx.Variable) else variable
-        *modules, leaf = path
-        flat[(*flax_name(".".join(map(str, modules))), str(leaf))] = \
-            value if isinstance(value, tuple) else (value,)
+        flat[linen_names(path)] = value if isinstance(value, tuple) else (value,)
     return unflatten(flat)
 
 

@@ -12,7 +12,7 @@ import jax
 from flax import nnx
 
 from se_flax.models.blocks import global_pool
-from se_flax.nnx.blocks import Layers, flag
+from se_flax.nnx.blocks import Layers, attend_and_add, flag
 from se_spec.models import check_image
 
 
@@ -36,13 +36,7 @@ class VideoBlock(nnx.Module):
         ra = flag(train)
         y = nnx.relu(self.conv1[1](self.conv1[0](x), ra))
         y = self.conv2[1](self.conv2[0](y), ra)
-        if self.se is not None:
-            y = self.se(y, train=train)
-        shortcut = x
-        if self.downsample is not None:
-            shortcut = self.downsample[1](self.downsample[0](x), ra)
-        out = nnx.relu(y + shortcut.astype(y.dtype))
-        return out if self.residual_boundary is None else self.residual_boundary(out)
+        return attend_and_add(self, y, x, train)
 
 
 class VideoResNet(nnx.Module):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from se_flax.nnx.blocks import Layers, flag
+from se_flax.nnx.blocks import Layers, attend_and_add
 from se_flax.nnx.intermediates import labelled
 from se_flax.nnx.selective_kernel import ConvNormAct, SelectiveKernel
 from se_spec.models import block_width
@@ -58,10 +58,4 @@ class SelectiveKernelBlock(nnx.Module):
         y = self.conv2(self.conv1(x, train), train)
         if self.bottleneck:
             y = self.conv3(y, train)
-        if self.se is not None:
-            y = self.se(y, train=train)
-        shortcut = x
-        if self.downsample is not None:
-            shortcut = self.downsample[1](self.downsample[0](x), flag(train))
-        out = nnx.relu(y + shortcut.astype(y.dtype))
-        return out if self.residual_boundary is None else self.residual_boundary(out)
+        return attend_and_add(self, y, x, train)

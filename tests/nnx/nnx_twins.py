@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from se_flax.convert.naming import flatten, flax_name, unflatten
+from se_flax.convert.naming import flatten, unflatten
 from se_flax.nnx import linen_to_nnx, nnx_to_linen
+from se_flax.nnx.convert import linen_names
 from se_spec.tolerances import scaled_error
 
 
@@ -70,8 +71,7 @@ def nnx_run(model: nnx.Module, x: jax.Array, train: bool) -> tuple:
         return y, caps, nnx.state(m)
 
     y, caps, new_state = run(state, x)
-    gates = {(*flax_name(".".join(map(str, path[:-1]))), str(path[-1])): var.get_value()
-             for path, var in nnx.to_flat_state(caps)}
+    gates = {linen_names(path): var.get_value() for path, var in nnx.to_flat_state(caps)}
     updated = nnx.merge(graphdef, new_state)
     return y, gates, nnx_to_linen(updated).get("batch_stats")
 

@@ -78,8 +78,11 @@ def test_outputs_gates_and_statistics_match_linen(variant, rank, kwargs):
 @pytest.mark.parametrize("variant", ["se", "efficient_se", "mobile_se", "cbam", "eca"])
 def test_gradients_match_linen(variant):
     x, linen, variables, model = _pair(variant, 32, 2)
-    w = _x(x.shape, 2)
+    _exact_gradients(linen, variables, model, x, _x(x.shape, 2))
 
+
+def _exact_gradients(linen, variables, model, x, w):
+    """Training-mode gradients of `sum(y * w)` for the parameters and the input: exact."""
     def linen_loss(params, x):
         y, _ = linen.apply({**variables, "params": params}, x, train=True,
                            mutable=["batch_stats"])
@@ -90,8 +93,8 @@ def test_gradients_match_linen(variant):
     def nnx_loss(both, x):
         return jnp.sum(nnx.merge(graphdef, *both)(x, train=True) * w)
 
-    (g_ref, dx_ref) = jax.grad(linen_loss, argnums=(0, 1))(variables["params"], x)
-    ((g_params, _), dx) = jax.grad(nnx_loss, argnums=(0, 1))((params, rest), x)
+    (g_ref, dx_ref) = jax.jit(jax.grad(linen_loss, argnums=(0, 1)))(variables["params"], x)
+    ((g_params, _), dx) = jax.jit(jax.grad(nnx_loss, argnums=(0, 1)))((params, rest), x)
     grads = snnx.nnx_to_linen(nnx.merge(graphdef, g_params, rest))["params"]
     _exact(differences(grads, g_ref))
     _exact(differences({("x",): dx}, {("x",): dx_ref}))
@@ -207,23 +210,7 @@ def test_selective_kernel_matches_linen(in_channels, features, options, impl):
         _exact(differences({("y",): y}, {("y",): y_ref}))
         _exact(differences(sel, sel_ref))
         _exact(differences(stats, variables["batch_stats"] if stats_ref is None else stats_ref))
-    w = _x(y_ref.shape, 2)
-
-    def linen_loss(params, x):
-        y, _ = linen.apply({**variables, "params": params}, x, train=True,
-                           mutable=["batch_stats"])
-        return jnp.sum(y * w)
-
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-
-    def nnx_loss(both, x):
-        return jnp.sum(nnx.merge(graphdef, *both)(x, train=True) * w)
-
-    (g_ref, dx_ref) = jax.jit(jax.grad(linen_loss, argnums=(0, 1)))(variables["params"], x)
-    ((g_params, _), dx) = jax.jit(jax.grad(nnx_loss, argnums=(0, 1)))((params, rest), x)
-    grads = snnx.nnx_to_linen(nnx.merge(graphdef, g_params, rest))["params"]
-    _exact(differences(grads, g_ref))
-    _exact(differences({("x",): dx}, {("x",): dx_ref}))
+    _exact_gradients(linen, variables, model, x, _x(y_ref.shape, 2))
 
 
 @pytest.mark.parametrize("in_channels,features,options", [

@@ -35,7 +35,9 @@ def test_nnx_run_follows_the_linen_run_and_resumes_as_linen(tmp_path):
     """Same seed and data: the same loss at every step; an NNX checkpoint resumes in Linen.
 
     Linen trains 6 steps straight; NNX trains steps 1-3 and Linen resumes its checkpoint for
-    steps 4-6. Every loss and the final variables must agree.
+    steps 4-6. The NNX step compiles to the Linen program (the same operations on the same
+    arrays), and resuming is bit-identical, so every loss and the final variables must be equal
+    bit for bit; the issue's bound of 1e-5 relative would hide a port bug.
     """
     linen, mixed = tmp_path / "linen", tmp_path / "nnx_then_linen"
     assert "se_resnet18 (linen) on digits" in _train("--max-steps", "6", "--output-dir",
@@ -45,12 +47,11 @@ def test_nnx_run_follows_the_linen_run_and_resumes_as_linen(tmp_path):
     _train("--api", "linen", "--max-steps", "6", "--resume", "--output-dir", str(mixed))
     ref, ours = _losses(linen), _losses(mixed)
     assert sorted(ref) == sorted(ours) == list(range(1, 7))
-    worst = max(abs(ours[s] - ref[s]) / abs(ref[s]) for s in ref)
-    assert worst <= 1e-5, (ref, ours)
+    assert ours == ref
     final, final_ref = _leaves(final_params(mixed)), _leaves(final_params(linen))
     assert set(final) == set(final_ref) and len(final_ref) > 100
     for k in final_ref:
-        np.testing.assert_allclose(final[k], final_ref[k], rtol=1e-5, atol=1e-6, err_msg=k)
+        assert np.array_equal(final[k], final_ref[k]), k
 
 
 def test_an_unknown_api_is_named():
